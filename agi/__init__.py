@@ -1,0 +1,1 @@
+"""FastAGI server (panoramisk) and the classic AGI fallback: one module per AGI route."""

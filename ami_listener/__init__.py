@@ -1,0 +1,1 @@
+"""The AMI connection (panoramisk): events in, actions out."""

@@ -1,0 +1,281 @@
+"""Follow each call through the queue from AMI events and keep its journal.
+
+Events (filtered at the source by manager.conf): the caller's channel appears, joins a
+queue, counsellors ring, one answers (or the caller abandons), the on-call phones are
+dialled through the carrier, the caller hangs up. After every (re)connect the handler
+reconciles with Asterisk's live channels, so calls that ended or started while the
+listener was away are closed or opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+from panoramisk.message import Message
+
+from ami_listener.connection import AmiConnection
+from hotline.calls.storage import CallJournal
+from hotline.clock import Clock
+from hotline.live import LiveState
+
+log = structlog.get_logger(__name__)
+
+CALLER_CONTEXT_PREFIX = "hotline-"
+
+
+class Outcome:
+    ANSWERED = "answered"
+    ANSWERED_ONCALL = "answered_oncall"
+    ABANDONED = "abandoned"
+    IVR_HANGUP = "ivr_hangup"
+    UNANSWERED = "unanswered"
+    LOST = "lost"
+
+
+@dataclass
+class _LiveCall:
+    linkedid: str
+    queue: str | None = None
+    joined_at: datetime | None = None
+    answered: bool = False
+    outcome: str | None = None
+
+
+class CounsellorDirectory(Protocol):
+    def counsellor_for_interface(self, interface: str) -> tuple[int, str] | None: ...
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(message: Mapping[str, Any], key: str) -> str:
+    value = message.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _cid(value: str) -> str | None:
+    return None if value in ("", "<unknown>") else value
+
+
+class CallTracker:
+    def __init__(self, *, journal: CallJournal, clock: Clock, live: LiveState,
+                 directory: CounsellorDirectory,
+                 on_reconciled: Callable[[int, int], None] | None = None) -> None:
+        self._journal = journal
+        self._clock = clock
+        self._live = live
+        self._directory = directory
+        self._calls: dict[str, _LiveCall] = {}
+        self._on_reconciled = on_reconciled
+        self.reconciliations = 0
+
+    def subscribe(self, ami: AmiConnection) -> None:
+        """Every event binding of the call journal, in one place."""
+        ami.subscribe("Newchannel", self.on_new_channel)
+        ami.subscribe("QueueCallerJoin", self.on_queue_join)
+        ami.subscribe("AgentCalled", self.on_agent_called)
+        ami.subscribe("AgentRingNoAnswer", self.on_agent_ring_no_answer)
+        ami.subscribe("AgentConnect", self.on_agent_connect)
+        ami.subscribe("AgentComplete", self.on_agent_complete)
+        ami.subscribe("QueueCallerAbandon", self.on_queue_abandon)
+        ami.subscribe("QueueCallerLeave", self.on_queue_leave)
+        ami.subscribe("DialBegin", self.on_dial_begin)
+        ami.subscribe("DialEnd", self.on_dial_end)
+        ami.subscribe("UserEvent", self.on_user_event)
+        ami.subscribe("Hangup", self.on_hangup)
+        ami.on_connected.append(lambda: self.reconcile(ami))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _state(self, linkedid: str) -> _LiveCall:
+        state = self._calls.get(linkedid)
+        if state is None:
+            state = self._calls[linkedid] = _LiveCall(linkedid)
+        return state
+
+    def _record(self, linkedid: str, event: str, data: dict[str, Any], **fields: Any) -> None:
+        now = self._clock.now()
+        call_id = self._journal.record(linkedid, now, event=event, source="ami", data=data,
+                                       **fields)
+        self._live.call_changed(call_id, {"linkedid": linkedid, "event": event, **fields,
+                                          "at": now.isoformat()})
+
+    @staticmethod
+    def _is_caller(message: Message) -> bool:
+        linkedid = _text(message, "Linkedid")
+        return bool(linkedid) and _text(message, "Uniqueid") == linkedid
+
+    # -- handlers --------------------------------------------------------------------------
+
+    async def on_new_channel(self, message: Message) -> None:
+        if not self._is_caller(message):
+            return
+        linkedid = _text(message, "Linkedid")
+        self._state(linkedid)
+        self._record(linkedid, "channel_created", {"channel": _text(message, "Channel")},
+                     dialed_number=_text(message, "Exten") or None)
+
+    async def on_queue_join(self, message: Message) -> None:
+        linkedid = _text(message, "Linkedid")
+        state = self._state(linkedid)
+        state.queue = _text(message, "Queue")
+        state.joined_at = self._clock.now()
+        self._record(linkedid, "queue_join",
+                     {"queue": state.queue, "position": _text(message, "Position"),
+                      "count": _text(message, "Count")}, queue=state.queue)
+
+    async def on_agent_called(self, message: Message) -> None:
+        self._record(_text(message, "Linkedid"), "ring", {
+            "queue": _text(message, "Queue"), "member": _text(message, "MemberName"),
+            "interface": _text(message, "Interface"),
+        })
+
+    async def on_agent_ring_no_answer(self, message: Message) -> None:
+        self._record(_text(message, "Linkedid"), "ring_no_answer", {
+            "queue": _text(message, "Queue"), "member": _text(message, "MemberName"),
+            "interface": _text(message, "Interface"),
+            "ring_seconds": _number(message.get("RingTime")),
+        })
+
+    async def on_agent_connect(self, message: Message) -> None:
+        linkedid = _text(message, "Linkedid")
+        state = self._state(linkedid)
+        state.answered = True
+        state.outcome = Outcome.ANSWERED
+        interface = _text(message, "Interface")
+        counsellor = self._directory.counsellor_for_interface(interface)
+        wait = _number(message.get("HoldTime"))
+        self._record(
+            linkedid, "connect",
+            {"queue": _text(message, "Queue"), "member": _text(message, "MemberName"),
+             "interface": interface, "wait_seconds": wait,
+             "ring_seconds": _number(message.get("RingTime"))},
+            outcome=Outcome.ANSWERED, answered_at=self._clock.now(), wait_seconds=wait,
+            answered_by=counsellor[1] if counsellor else _text(message, "MemberName") or interface,
+            answered_by_counsellor_id=counsellor[0] if counsellor else None,
+            queue=_text(message, "Queue") or state.queue,
+        )
+
+    async def on_agent_complete(self, message: Message) -> None:
+        self._record(_text(message, "Linkedid"), "complete", {
+            "queue": _text(message, "Queue"), "member": _text(message, "MemberName"),
+            "talk_seconds": _number(message.get("TalkTime")),
+            "reason": _text(message, "Reason"),
+        })
+
+    async def on_queue_abandon(self, message: Message) -> None:
+        linkedid = _text(message, "Linkedid")
+        state = self._state(linkedid)
+        wait = _number(message.get("HoldTime"))
+        if not state.answered:
+            state.outcome = Outcome.ABANDONED
+        self._record(linkedid, "abandon", {"queue": _text(message, "Queue"), "wait_seconds": wait,
+                                           "position": _text(message, "Position")},
+                     outcome=state.outcome, wait_seconds=wait)
+
+    async def on_queue_leave(self, message: Message) -> None:
+        linkedid = _text(message, "Linkedid")
+        state = self._state(linkedid)
+        fields: dict[str, Any] = {}
+        if not state.answered and state.joined_at is not None:
+            fields["wait_seconds"] = round((self._clock.now() - state.joined_at).total_seconds(), 3)
+        self._record(linkedid, "queue_leave", {"queue": _text(message, "Queue")}, **fields)
+
+    async def on_dial_begin(self, message: Message) -> None:
+        self._record(_text(message, "Linkedid"), "oncall_dial",
+                     {"dial_string": _text(message, "DialString"),
+                      "channel": _text(message, "DestChannel")})
+
+    async def on_dial_end(self, message: Message) -> None:
+        linkedid = _text(message, "Linkedid")
+        status = _text(message, "DialStatus")
+        fields: dict[str, Any] = {}
+        if status == "ANSWER":
+            state = self._state(linkedid)
+            state.answered = True
+            state.outcome = Outcome.ANSWERED_ONCALL
+            fields = {"outcome": Outcome.ANSWERED_ONCALL, "answered_at": self._clock.now(),
+                      "answered_by": _text(message, "DestCallerIDNum") or None}
+        self._record(linkedid, "oncall_result",
+                     {"status": status, "channel": _text(message, "DestChannel")}, **fields)
+
+    async def on_user_event(self, message: Message) -> None:
+        if _text(message, "UserEvent") == "HotlineFallback":
+            linkedid = _text(message, "Linkedid")
+            self._record(linkedid, "fallback", {"agi_status": _text(message, "AgiStatus")},
+                         route="fallback", fallback=True,
+                         site_code=_text(message, "Site") or None)
+
+    async def on_hangup(self, message: Message) -> None:
+        if not self._is_caller(message):
+            return
+        linkedid = _text(message, "Linkedid")
+        state = self._calls.pop(linkedid, None) or _LiveCall(linkedid)
+        outcome = state.outcome
+        if outcome is None:
+            outcome = Outcome.ABANDONED if state.queue else Outcome.IVR_HANGUP
+        fields: dict[str, Any] = {"ended_at": self._clock.now(), "outcome": outcome}
+        if not state.answered and state.joined_at is not None and state.outcome is None:
+            fields["wait_seconds"] = round((self._clock.now() - state.joined_at).total_seconds(), 3)
+        self._record(linkedid, "hangup", {"cause": _text(message, "Cause"),
+                                          "cause_text": _text(message, "Cause-txt")}, **fields)
+        self._live.call_ended(self._journal.call_id(linkedid))
+
+    # -- reconciliation --------------------------------------------------------------------
+
+    async def reconcile(self, ami: AmiConnection) -> None:
+        """After a (re)connect: close calls that ended unseen, open calls that started unseen."""
+        try:
+            reply = await ami.action({"Action": "CoreShowChannels"}, as_list=True, timeout=10)
+        except Exception as error:  # reconciliation is best effort; the journal goes on
+            log.warning("reconcile: CoreShowChannels failed", error=repr(error))
+            return
+        messages = reply if isinstance(reply, list) else [reply]
+        live: dict[str, Message] = {}
+        for message in messages:
+            if _text(message, "Event") != "CoreShowChannel":
+                continue
+            if self._is_caller(message) and _text(message, "Context").startswith(
+                    CALLER_CONTEXT_PREFIX):
+                live[_text(message, "Linkedid")] = message
+        open_calls = await self._journal.known_open_calls()
+        now = self._clock.now()
+        closed = 0
+        for _call_id, linkedid, outcome in open_calls:
+            if linkedid in live:
+                continue
+            state = self._calls.pop(linkedid, None)
+            self._journal.record(linkedid, now, event="reconciled_end", source="ami",
+                                 data={"reason": "not among Asterisk's live channels"},
+                                 ended_at=now,
+                                 outcome=outcome or (state.outcome if state else None)
+                                 or Outcome.LOST)
+            closed += 1
+        known = {linkedid for _id, linkedid, _outcome in open_calls}
+        opened = 0
+        for linkedid, message in live.items():
+            self._state(linkedid)
+            if linkedid in known:
+                continue
+            duration = _number(message.get("Duration")) or 0.0
+            self._journal.record(
+                linkedid, now - timedelta(seconds=duration), event="reconciled_start",
+                source="ami", data={"channel": _text(message, "Channel"),
+                                    "context": _text(message, "Context")},
+                caller_number=_cid(_text(message, "CallerIDNum")),
+                caller_name=_cid(_text(message, "CallerIDName")),
+            )
+            opened += 1
+        self.reconciliations += 1
+        log.info("reconciled with Asterisk", live=len(live), closed=closed, opened=opened)
+        if self._on_reconciled:
+            self._on_reconciled(closed, opened)
+

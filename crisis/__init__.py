@@ -1,0 +1,1 @@
+"""Crisis alerts, the one-key 110 bridge, incidents and deadlines (issue 6)."""

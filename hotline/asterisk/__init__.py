@@ -1,0 +1,1 @@
+"""Asterisk: the sandboxed Asterisk 22, configuration rendering and prompts."""

@@ -1,0 +1,60 @@
+"""API shapes of calls (also the source of the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CallEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    kind: str = Field(description="ivr_start, digit, route, queue_join, ring, connect, abandon, "
+                                  "hangup, fallback, oncall_dial, oncall_result, reconciled_end…")
+    source: str = Field(description="agi, ami or reconcile")
+    data: dict[str, Any]
+
+
+class CallSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    linkedid: str
+    site_code: str | None
+    dialed_number: str | None
+    caller_number: str | None
+    caller_name: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    route: str | None = Field(description="queue, crisis or fallback")
+    digits: str | None = Field(description="menu digits pressed, in order")
+    queue: str | None
+    priority: int | None
+    wait_seconds: float | None = Field(description="seconds in the queue before an answer or "
+                                                   "the caller left")
+    answered_by: str | None
+    answered_by_counsellor_id: int | None
+    outcome: str | None = Field(description="answered, answered_oncall, abandoned, ivr_hangup, "
+                                            "lost; null while the call is live")
+    fallback: bool
+
+
+class CallDetail(CallSummary):
+    events: list[CallEventOut]
+    recording: str | None = Field(default=None, description="recordings come with a later issue")
+
+
+class CallList(BaseModel):
+    items: list[CallSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: Any = None

@@ -1,0 +1,159 @@
+"""The call journal: Call and CallEvent rows written off the call path.
+
+AGI routes and AMI handlers enqueue changes and return at once; one owned writer task
+applies them in order, many per transaction. A caller never waits on the database, and
+when the database is down the changes wait in memory (bounded) and are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hotline.db.models import Call, CallEvent, call_id_for
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _CallChange:
+    call_id: str
+    linkedid: str
+    at: datetime
+    fields: dict[str, Any]
+    event: tuple[str, str, dict[str, Any]] | None = None
+
+
+@dataclass
+class JournalStats:
+    pending: int = 0
+    written_changes: int = 0
+    batches: int = 0
+    failures: int = 0
+    dropped: int = 0
+    last_error: str | None = None
+    durations: list[float] = field(default_factory=list)
+
+
+class CallJournal:
+    def __init__(self, *, engine: AsyncEngine, node: str, max_pending: int = 200_000,
+                 retry_seconds: float = 1.0) -> None:
+        self._engine = engine
+        self.node = node
+        self._max_pending = max_pending
+        self._retry_seconds = retry_seconds
+        self._queue: asyncio.Queue[_CallChange] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.stats = JournalStats()
+        self._dialect = engine.dialect.name
+
+    def call_id(self, linkedid: str) -> str:
+        return call_id_for(self.node, linkedid)
+
+    def record(self, linkedid: str, at: datetime, *, event: str | None = None,
+               source: str = "", data: dict[str, Any] | None = None, **fields: Any) -> str:
+        """Create the call if new, set the given fields, append an event. Never blocks."""
+        call_id = self.call_id(linkedid)
+        if self._queue.qsize() >= self._max_pending:
+            self.stats.dropped += 1
+            log.error("call journal full, change dropped", call_id=call_id, event_kind=event)
+            return call_id
+        change = _CallChange(call_id, linkedid, at, fields,
+                             (event, source, data or {}) if event else None)
+        self._queue.put_nowait(change)
+        self._idle.clear()
+        return call_id
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="call-journal")
+
+    async def flush(self, wait_seconds: float = 10.0) -> None:
+        """Wait until everything enqueued so far is written (tests, shutdown)."""
+        await asyncio.wait_for(self._idle.wait(), wait_seconds)
+
+    async def close(self) -> None:
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await self.flush(wait_seconds=5.0)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 500:
+                batch.append(self._queue.get_nowait())
+            while True:
+                started = loop.time()
+                try:
+                    await self._write(batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # the database is down or refused: keep and retry
+                    self.stats.failures += 1
+                    self.stats.last_error = repr(error)
+                    log.warning("call journal write failed; retrying", error=repr(error),
+                                batch=len(batch))
+                    await asyncio.sleep(self._retry_seconds)
+                    continue
+                self.stats.written_changes += len(batch)
+                self.stats.batches += 1
+                self.stats.last_error = None
+                self.stats.durations = [*self.stats.durations[-99:], loop.time() - started]
+                break
+            if self._queue.empty():
+                self._idle.set()
+
+    def _insert_calls_statement(self, rows: Sequence[dict[str, Any]]) -> Any:
+        dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        return dialect_insert(Call).values(list(rows)).on_conflict_do_nothing(index_elements=["id"])
+
+    async def _write(self, batch: Sequence[_CallChange]) -> None:
+        new_calls: dict[str, dict[str, Any]] = {}
+        updates: dict[str, dict[str, Any]] = {}
+        events: list[dict[str, Any]] = []
+        for change in batch:
+            if change.call_id not in new_calls:
+                new_calls[change.call_id] = {
+                    "id": change.call_id, "node": self.node, "linkedid": change.linkedid,
+                    "started_at": change.at,
+                }
+            if change.fields:
+                updates.setdefault(change.call_id, {}).update(change.fields)
+            if change.event:
+                kind, source, data = change.event
+                events.append({"call_id": change.call_id, "at": change.at, "kind": kind,
+                               "source": source, "data": data})
+        async with self._engine.begin() as connection:
+            rows = list(new_calls.values())
+            for start in range(0, len(rows), 200):
+                await connection.execute(self._insert_calls_statement(rows[start:start + 200]))
+            for call_id, values in updates.items():
+                await connection.execute(update(Call).where(Call.id == call_id).values(**values))
+            if events:
+                await connection.execute(insert(CallEvent), events)
+
+    async def known_open_calls(self) -> list[tuple[str, str, str | None]]:
+        """(call id, linkedid, outcome) of calls this node has not seen end, for reconciliation."""
+        await self.flush()
+        async with self._engine.connect() as connection:
+            result = await connection.execute(
+                select(Call.id, Call.linkedid, Call.outcome)
+                .where(Call.node == self.node, Call.ended_at.is_(None))
+            )
+            return [(row[0], row[1], row[2]) for row in result]

@@ -1,0 +1,171 @@
+"""The one typed configuration loader: defaults → hotline.toml → HOTLINE_* environment.
+
+Nested settings use a double underscore in the environment, e.g.
+``HOTLINE_DATABASE__URL=postgresql://...`` or ``HOTLINE_CLOCK__FIXED=2026-12-01T09:00:00+08:00``.
+The TOML file is ``./hotline.toml`` unless ``HOTLINE_CONFIG`` names another one.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hotline12355"
+
+
+class ClockSettings(BaseModel):
+    """One clock for every time-based decision: a fixed instant, or an offset from real time."""
+
+    fixed: datetime | None = None
+    offset_seconds: float = 0.0
+    timezone: str = "Asia/Shanghai"
+
+
+class DatabaseSettings(BaseModel):
+    # Empty means SQLite under the var directory.
+    url: str = ""
+    echo: bool = False
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "hotline:"
+    # Live state is a convenience; a slow Redis must never hold up a call decision.
+    timeout_seconds: float = 0.5
+
+
+class AmiSettings(BaseModel):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "hotline"
+    # Empty means generated once into var/secrets.toml.
+    secret: str = ""
+    action_timeout_seconds: float = 5.0
+    reconnect_min_seconds: float = 0.5
+    reconnect_max_seconds: float = 15.0
+
+
+class AgiSettings(BaseModel):
+    # False runs this process without the FastAGI server (it runs elsewhere, or is down).
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 4573
+    # How Asterisk reaches the FastAGI server (hagi:// SRV names work here in production).
+    url: str = "agi://127.0.0.1:4573"
+    header_timeout_seconds: float = 5.0
+    command_timeout_seconds: float = 30.0
+
+
+class WebSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Empty means generated once into var/secrets.toml.
+    api_token: str = ""
+
+
+class IvrSettings(BaseModel):
+    # Seconds to wait for a digit after the menu prompt ends.
+    digit_timeout_seconds: float = 5.0
+    crisis_priority: int = 10
+    normal_priority: int = 0
+
+
+class QueueDefaults(BaseModel):
+    # How long a caller waits in a queue before the site's on-call numbers are dialled.
+    wait_timeout_seconds: int = 90
+    crisis_wait_timeout_seconds: int = 45
+    # Crisis queue: specialists alone first, then every counsellor after this many seconds.
+    crisis_widen_after_seconds: int = 15
+    member_ring_seconds: int = 15
+    oncall_ring_seconds: int = 30
+
+
+class AsteriskSettings(BaseModel):
+    """The sandboxed Asterisk 22 (a Debian sid chroot) or the operator's own."""
+
+    chroot_dir: Path = Field(default_factory=lambda: _default_cache_dir() / "asterisk-sid")
+    debian_suite: str = "sid"
+    debian_mirror: str = ""
+    sip_bind: str = "0.0.0.0"
+    sip_port: int = 5060
+    # The simulated carrier: its own loopback address, answering outbound calls.
+    carrier_address: str = "127.0.0.2"
+    carrier_port: int = 5070
+    # Where rendered configuration goes when not writing into the sandbox.
+    render_dir: Path | None = None
+    # Asterisk's sounds directory as Asterisk sees it, and the language of our prompts.
+    sounds_language: str = "zh"
+    node_name: str = "sandbox"
+
+
+class DemoSettings(BaseModel):
+    site_code: str = "default"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HOTLINE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    var_dir: Path = Field(default_factory=lambda: Path.cwd() / "var")
+    log_level: str = "INFO"
+    log_json: bool = False
+    clock: ClockSettings = Field(default_factory=ClockSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    ami: AmiSettings = Field(default_factory=AmiSettings)
+    agi: AgiSettings = Field(default_factory=AgiSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    ivr: IvrSettings = Field(default_factory=IvrSettings)
+    queues: QueueDefaults = Field(default_factory=QueueDefaults)
+    asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+
+    @field_validator("var_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("HOTLINE_CONFIG", "hotline.toml"))
+        toml_source = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        # Earlier sources win: explicit arguments, then environment, then the TOML file.
+        return (init_settings, env_settings, toml_source)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.var_dir / 'hotline.sqlite3'}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings and fill generated secrets (never committed) from var/secrets.toml."""
+    from hotline.secrets import fill_generated_secrets
+
+    settings = Settings(**overrides)
+    return fill_generated_secrets(settings)

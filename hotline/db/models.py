@@ -1,0 +1,250 @@
+"""SQLAlchemy 2 typed models. Times are stored as aware UTC datetimes."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CALL_ID_NAMESPACE = uuid.UUID("6f1c1d2e-12d3-5355-9a55-123551235500")
+
+
+def call_id_for(node: str, linkedid: str) -> str:
+    """The backend's call id, from Asterisk's linkedid: AGI and AMI agree without a lookup."""
+    return uuid.uuid5(CALL_ID_NAMESPACE, f"{node}/{linkedid}").hex
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (naive storage) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+class Tier(enum.StrEnum):
+    HIGH_RISK = "high_risk"
+    CONSULTATION = "consultation"
+    SUPERVISOR = "supervisor"
+
+
+class Seat(enum.StrEnum):
+    ON_SITE = "on_site"
+    CLOUD = "cloud"
+    MOBILE = "mobile"
+
+
+class QueueKind(enum.StrEnum):
+    CRISIS = "crisis"
+    PSYCH = "psych"
+    LEGAL = "legal"
+    DUTY = "duty"
+
+
+def _enum(kind: type[enum.StrEnum]) -> Enum:
+    # Stored as plain strings: adding a value needs no database enum migration.
+    return Enum(kind, native_enum=False, length=32, values_callable=lambda k: [m.value for m in k])
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    language: Mapped[str] = mapped_column(String(16), default="zh")
+
+    numbers: Mapped[list[SiteNumber]] = relationship(back_populates="site",
+                                                     cascade="all, delete-orphan")
+    oncall_numbers: Mapped[list[OnCallNumber]] = relationship(
+        back_populates="site", cascade="all, delete-orphan", order_by="OnCallNumber.position"
+    )
+    queues: Mapped[list[Queue]] = relationship(back_populates="site", cascade="all, delete-orphan")
+    counsellors: Mapped[list[Counsellor]] = relationship(back_populates="site")
+
+
+class SiteNumber(Base):
+    """A dialled number (DID) that reaches a site's hotline; 12355 for the default site."""
+
+    __tablename__ = "site_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+
+    site: Mapped[Site] = relationship(back_populates="numbers")
+
+
+class OnCallNumber(Base):
+    """A phone dialled through the carrier when no counsellor can take a call."""
+
+    __tablename__ = "oncall_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    number: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(200), default="")
+
+    site: Mapped[Site] = relationship(back_populates="oncall_numbers")
+
+
+class Queue(Base):
+    __tablename__ = "queues"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    # The Asterisk queue name: unique on one Asterisk.
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[QueueKind] = mapped_column(_enum(QueueKind))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    wait_timeout_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    site: Mapped[Site] = relationship(back_populates="queues")
+
+
+class Counsellor(Base):
+    __tablename__ = "counsellors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    tier: Mapped[Tier] = mapped_column(_enum(Tier))
+    seat: Mapped[Seat] = mapped_column(_enum(Seat))
+    skills: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The SIP endpoint, auth and AOR share this name.
+    sip_username: Mapped[str] = mapped_column(String(64), unique=True)
+    # Asterisk needs the digest secret itself to render pjsip.conf; it never leaves the backend
+    # except into that file (mode 0600) and once to the counsellor.
+    sip_secret: Mapped[str] = mapped_column(String(128))
+    mobile_number: Mapped[str | None] = mapped_column(String(32), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    site: Mapped[Site] = relationship(back_populates="counsellors")
+    shifts: Mapped[list[Shift]] = relationship(back_populates="counsellor",
+                                               cascade="all, delete-orphan")
+
+
+class Shift(Base):
+    """One dated stretch of duty; weekly templates come with the shifts issue."""
+
+    __tablename__ = "shifts"
+    __table_args__ = (Index("ix_shifts_window", "starts_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    counsellor_id: Mapped[int] = mapped_column(ForeignKey("counsellors.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+
+    counsellor: Mapped[Counsellor] = relationship(back_populates="shifts")
+
+
+class Call(Base):
+    """One caller's call, from the IVR to the hang-up, across every channel of its linkedid."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("node", "linkedid", name="uq_calls_node_linkedid"),
+        Index("ix_calls_started_at", "started_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    linkedid: Mapped[str] = mapped_column(String(64))
+    site_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    dialed_number: Mapped[str | None] = mapped_column(String(64), default=None)
+    caller_number: Mapped[str | None] = mapped_column(Text, default=None)
+    caller_name: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    route: Mapped[str | None] = mapped_column(String(32), default=None)
+    digits: Mapped[str | None] = mapped_column(String(64), default=None)
+    queue: Mapped[str | None] = mapped_column(String(64), default=None)
+    priority: Mapped[int | None] = mapped_column(Integer, default=None)
+    wait_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    answered_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    answered_by_counsellor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("counsellors.id", ondelete="SET NULL"), default=None
+    )
+    outcome: Mapped[str | None] = mapped_column(String(32), default=None)
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    events: Mapped[list[CallEvent]] = relationship(
+        back_populates="call", cascade="all, delete-orphan", order_by="CallEvent.id"
+    )
+
+
+class CallEvent(Base):
+    """One step of a call's journey (IVR digit, queue join, ring, connect, hang-up...)."""
+
+    __tablename__ = "call_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    call: Mapped[Call] = relationship(back_populates="events")
+
+
+class AuditEntry(Base):
+    """Who did what, when, with the before/after of every sensitive change."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

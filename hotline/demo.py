@@ -1,0 +1,91 @@
+"""`hotline demo`: a demo site with its three queues, three counsellors and a shift covering now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from hotline.db.models import (
+    AuditEntry,
+    Counsellor,
+    OnCallNumber,
+    Queue,
+    QueueKind,
+    Seat,
+    Shift,
+    Site,
+    SiteNumber,
+    Tier,
+)
+from hotline.secrets import new_sip_secret
+
+DEMO_QUEUES = (
+    (QueueKind.CRISIS, "crisis", "危机干预（高危专席优先）"),
+    (QueueKind.PSYCH, "psych", "心理咨询"),
+    (QueueKind.LEGAL, "legal", "法律咨询"),
+    (QueueKind.DUTY, "duty", "值班总队列（后备路由）"),
+)
+DEMO_COUNSELLORS = (
+    ("c1001", "张老师", Tier.HIGH_RISK, Seat.CLOUD, ["psych"]),
+    ("c1002", "李老师", Tier.CONSULTATION, Seat.ON_SITE, ["psych", "legal"]),
+    ("c1003", "王老师", Tier.CONSULTATION, Seat.CLOUD, ["psych"]),
+)
+DEMO_ONCALL = (("13800000001", "值班主任手机"), ("13800000002", "备用值班手机"))
+
+
+@dataclass(frozen=True)
+class SeededCounsellor:
+    username: str
+    secret: str
+    name: str
+    tier: str
+
+
+async def seed_demo(session: AsyncSession, *, site_code: str, now: datetime,
+                    shift_days: int = 7) -> list[SeededCounsellor]:
+    """Create what is missing; safe to run again (keeps existing secrets)."""
+    site = await session.scalar(
+        select(Site).where(Site.code == site_code)
+        .options(selectinload(Site.queues), selectinload(Site.numbers),
+                 selectinload(Site.oncall_numbers))
+    )
+    if site is None:
+        site = Site(code=site_code, name="12355 青少年服务台（演示）")
+        session.add(site)
+        await session.flush()
+        await session.refresh(site, ["queues", "numbers", "oncall_numbers"])
+    if not site.numbers:
+        site.numbers.append(SiteNumber(number="12355"))
+    if not site.oncall_numbers:
+        for position, (number, label) in enumerate(DEMO_ONCALL):
+            site.oncall_numbers.append(OnCallNumber(position=position, number=number, label=label))
+    existing_queues = {queue.kind for queue in site.queues}
+    for kind, name, label in DEMO_QUEUES:
+        if kind not in existing_queues:
+            site.queues.append(Queue(name=name, kind=kind, label=label))
+    seeded = []
+    for username, name, tier, seat, skills in DEMO_COUNSELLORS:
+        counsellor = await session.scalar(
+            select(Counsellor).where(Counsellor.sip_username == username)
+            .options(selectinload(Counsellor.shifts))
+        )
+        if counsellor is None:
+            counsellor = Counsellor(site_id=site.id, name=name, tier=tier, seat=seat,
+                                    skills=skills, sip_username=username,
+                                    sip_secret=new_sip_secret())
+            session.add(counsellor)
+            await session.flush()
+            await session.refresh(counsellor, ["shifts"])
+        if not any(s.starts_at <= now < s.ends_at for s in counsellor.shifts):
+            start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+            counsellor.shifts.append(Shift(starts_at=start,
+                                           ends_at=start + timedelta(days=shift_days)))
+        seeded.append(SeededCounsellor(username, counsellor.sip_secret, name, tier.value))
+    session.add(AuditEntry(at=now, actor="cli", action="demo.seed", target=f"site:{site_code}",
+                           after={"counsellors": [c.username for c in seeded]}))
+    await session.commit()
+    return seeded

@@ -1,0 +1,1 @@
+"""The admin web and JSON API (aiohttp)."""

@@ -1,0 +1,87 @@
+"""GET /api/health: the state of Asterisk, AMI, Redis and the database."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from hotline.web.keys import COMPONENTS, SESSIONS
+from hotline.web.responses import json_model
+
+State = Literal["ok", "down", "unknown"]
+
+
+class ComponentHealth(BaseModel):
+    status: State
+    detail: dict[str, Any] = {}
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    components: dict[str, ComponentHealth]
+
+
+async def _database(request: web.Request) -> ComponentHealth:
+    try:
+        async with request.app[SESSIONS]() as session:
+            await asyncio.wait_for(session.execute(text("SELECT 1")), 3)
+    except Exception as error:
+        return ComponentHealth(status="down", detail={"error": repr(error)})
+    journal = request.app[COMPONENTS].journal
+    return ComponentHealth(status="ok", detail={
+        "journal_pending": journal._queue.qsize(), "journal_failures": journal.stats.failures,
+        "journal_last_error": journal.stats.last_error,
+    })
+
+
+async def _redis(request: web.Request) -> ComponentHealth:
+    live = request.app[COMPONENTS].live
+    ok = await live.ping()
+    return ComponentHealth(status="ok" if ok else "down",
+                           detail={"dropped_updates": live.dropped, "error": live.last_error})
+
+
+async def _ami_and_asterisk(request: web.Request) -> tuple[ComponentHealth, ComponentHealth]:
+    ami = request.app[COMPONENTS].ami
+    ami_health = ComponentHealth(
+        status="ok" if ami.connected else "down",
+        detail={"reconnects": ami.reconnects, "error": ami.last_error},
+    )
+    if not ami.connected:
+        return ami_health, ComponentHealth(status="unknown",
+                                           detail={"reason": "AMI is not connected"})
+    try:
+        reply = await ami.action({"Action": "CoreStatus"}, timeout=3)
+    except Exception as error:
+        return ami_health, ComponentHealth(status="down", detail={"error": repr(error)})
+    message = reply[0] if isinstance(reply, list) else reply
+    if message.get("Response") != "Success":
+        return ami_health, ComponentHealth(status="down", detail={"reply": dict(message)})
+    return ami_health, ComponentHealth(status="ok", detail={
+        "startup": f"{message.get('CoreStartupDate', '')} {message.get('CoreStartupTime', '')}",
+        "reload": f"{message.get('CoreReloadDate', '')} {message.get('CoreReloadTime', '')}",
+        "current_calls": message.get("CoreCurrentCalls"),
+    })
+
+
+async def health(request: web.Request) -> web.Response:
+    database, redis_health, (ami, asterisk) = await asyncio.gather(
+        _database(request), _redis(request), _ami_and_asterisk(request))
+    fastagi = request.app[COMPONENTS].fastagi
+    components = {
+        "asterisk": asterisk, "ami": ami, "redis": redis_health, "database": database,
+        "fastagi": ComponentHealth(status="ok", detail={
+            "active_sessions": fastagi.active_sessions, "sessions": fastagi.sessions_total,
+            "errors": fastagi.errors_total}),
+    }
+    healthy = all(component.status == "ok" for component in components.values())
+    body = Health(status="ok" if healthy else "degraded", components=components)
+    return json_model(body, status=200 if healthy else 503)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/health", health)

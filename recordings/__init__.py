@@ -1,0 +1,1 @@
+"""Call recordings: MixMonitor files, transcoding, retention, access (later issues)."""

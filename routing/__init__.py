@@ -1,0 +1,1 @@
+"""Pure call-routing decisions: rules + time + live snapshot -> route. No I/O here."""

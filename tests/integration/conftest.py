@@ -1,0 +1,184 @@
+"""The real parts: the sandboxed Asterisk, the backend (`hotline serve`), Redis, SQL, sipp.
+
+The database is SQLite unless HOTLINE_TEST_DB=postgresql (then HOTLINE_TEST_PG_URL);
+the test command runs the suite once with each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hotline.config import load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+WEB_PORT = 18080
+AGI_PORT = 14573
+
+
+def _database_url(var_dir: Path) -> str:
+    if os.environ.get("HOTLINE_TEST_DB", "sqlite") == "postgresql":
+        return os.environ.get("HOTLINE_TEST_PG_URL",
+                              "postgresql://postgres@127.0.0.1:5432/hotline_test")
+    return f"sqlite:///{var_dir / 'integration.sqlite3'}"
+
+
+def _reset_postgres(url: str) -> None:
+    from sqlalchemy import text
+
+    from hotline.db.engine import create_sync_engine_for
+    from hotline.db.models import Base
+
+    engine = create_sync_engine_for(url)
+    with engine.begin() as connection:
+        Base.metadata.drop_all(connection)
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+
+
+class Backend:
+    """`hotline serve` as a child process, stoppable and restartable by tests."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.settings = load_settings()
+
+    def start(self, **overrides: str) -> None:
+        env = {**self.env, **overrides}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "hotline.cli", "serve"], env=env,
+                                        cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_healthy()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def api(self, path: str, *, token: bool = True) -> tuple[int, Any]:
+        request = urllib.request.Request(f"http://127.0.0.1:{WEB_PORT}{path}")
+        if token:
+            request.add_header("Authorization", f"Bearer {self.env['HOTLINE_WEB__API_TOKEN']}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def wait_healthy(self, timeout: float = 60, component: str = "ami") -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"backend exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                _status, last = self.api("/api/health", token=False)
+                if last["components"][component]["status"] == "ok":
+                    return dict(last)
+            except (OSError, KeyError, ValueError):
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"backend not healthy: {last}")
+
+    def find_call(self, caller: str, *, timeout: float = 20,
+                  until: str = "ended") -> dict[str, Any]:
+        """The call record of this caller number, once the journal has written its end."""
+        deadline = time.monotonic() + timeout
+        found: Any = None
+        while time.monotonic() < deadline:
+            status, page = self.api(f"/api/calls?caller_number={caller}&limit=5")
+            assert status == 200, page
+            if page["items"]:
+                found = page["items"][0]
+                if until != "ended" or found["ended_at"]:
+                    status, detail = self.api(f"/api/calls/{found['id']}")
+                    assert status == 200, detail
+                    return dict(detail)
+            time.sleep(0.3)
+        raise AssertionError(f"no finished call from {caller}: {found}")
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("integration")
+
+
+@pytest.fixture(scope="session")
+def backend(workdir: Path) -> Iterator[Backend]:
+    var_dir = workdir / "var"
+    var_dir.mkdir()
+    database_url = _database_url(var_dir)
+    if database_url.startswith("postgresql"):
+        _reset_postgres(database_url)
+    env = {
+        **os.environ,
+        "HOTLINE_VAR_DIR": str(var_dir),
+        "HOTLINE_DATABASE__URL": database_url,
+        "HOTLINE_WEB__PORT": str(WEB_PORT),
+        "HOTLINE_AGI__PORT": str(AGI_PORT),
+        "HOTLINE_AGI__URL": f"agi://127.0.0.1:{AGI_PORT}",
+        "HOTLINE_IVR__DIGIT_TIMEOUT_SECONDS": "4",
+        "HOTLINE_QUEUES__WAIT_TIMEOUT_SECONDS": "25",
+        "HOTLINE_QUEUES__CRISIS_WAIT_TIMEOUT_SECONDS": "25",
+        "HOTLINE_QUEUES__CRISIS_WIDEN_AFTER_SECONDS": "8",
+        "HOTLINE_LOG_LEVEL": "INFO",
+    }
+    # Secrets are generated into the test's own var dir; pin them for the child processes.
+    os.environ.update({k: v for k, v in env.items() if k.startswith("HOTLINE_")})
+    settings = load_settings()
+    env["HOTLINE_AMI__SECRET"] = settings.ami.secret
+    env["HOTLINE_WEB__API_TOKEN"] = settings.web.api_token
+    os.environ.update(env)
+
+    def hotline(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "hotline.cli", *args], env=env, cwd=REPO,
+                       check=True)
+
+    from hotline.redis_service import ensure_redis
+
+    ensure_redis(settings.redis.url, var_dir)
+    hotline("demo")
+    hotline("asterisk", "up")
+    server = Backend(env, var_dir / "backend.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def counsellors(backend: Backend) -> dict[str, str]:
+    """SIP username → secret of the demo counsellors, read from the database."""
+    from sqlalchemy import select
+
+    from hotline.db.engine import create_engine_for
+    from hotline.db.models import Counsellor
+
+    async def load() -> dict[str, str]:
+        engine = create_engine_for(backend.env["HOTLINE_DATABASE__URL"])
+        async with engine.connect() as connection:
+            rows = (await connection.execute(
+                select(Counsellor.sip_username, Counsellor.sip_secret))).all()
+        await engine.dispose()
+        return {row[0]: row[1] for row in rows}
+
+    return asyncio.run(load())

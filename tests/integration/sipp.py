@@ -1,0 +1,164 @@
+"""Real SIP parties for the integration tests: sipp callers and counsellor softphones."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
+DTMF_PCAP = "/usr/share/sip-tester/dtmf_2833_{}.pcap"
+ASTERISK = "127.0.0.1:5060"
+CARRIER_IP = "127.0.0.2"
+
+_ports = itertools.count(41000, 8)
+
+
+def free_port_pair() -> tuple[int, int]:
+    """A signalling port and a media port (sipp also binds media+2), unused and unique."""
+    while True:
+        base = next(_ports)
+        if base > 60000:
+            raise RuntimeError("ran out of test ports")
+        if all(_udp_free(port) for port in (base, base + 2, base + 4, base + 6)):
+            return base, base + 2
+
+
+def _udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _scenario(name: str, directory: Path, **values: str) -> Path:
+    text = (SCENARIOS / f"{name}.xml").read_text()
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    target = directory / f"{name}-{next(_ports)}.xml"
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def _sipp(scenario: Path, *, local_ip: str, port: int, media_port: int, calls: int = 1,
+          extra: Sequence[str] = ()) -> list[str]:
+    return ["sipp", "-sf", str(scenario), "-i", local_ip, "-p", str(port), "-mp", str(media_port),
+            "-m", str(calls), "-nostdin", "-trace_err", "-trace_msg",
+            "-message_file", str(scenario.with_suffix(".messages.log")),
+            "-error_file", str(scenario.with_suffix(".errors.log")), *extra, ASTERISK]
+
+
+@dataclass
+class CallResult:
+    returncode: int
+    messages: str
+    errors: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def key_presses(keys: str, *, first_after_ms: int = 1500, gap_ms: int = 1500) -> str:
+    lines = []
+    for index, key in enumerate(keys):
+        name = {"*": "star", "#": "pound"}.get(key, key)
+        lines.append(f'  <pause milliseconds="{first_after_ms if index == 0 else gap_ms}"/>')
+        lines.append(f'  <nop><action><exec play_pcap_audio="{DTMF_PCAP.format(name)}"/>'
+                     "</action></nop>")
+    return "\n".join(lines)
+
+
+class Caller:
+    """One call from the carrier address to the hotline."""
+
+    def __init__(self, workdir: Path, *, caller: str, keys: str = "", hold_ms: int = 20000,
+                 from_display: str = "", dialed: str = "12355", first_key_after_ms: int = 1500,
+                 gap_ms: int = 1500) -> None:
+        port, media = free_port_pair()
+        self.caller = caller
+        self.scenario = _scenario(
+            "caller", workdir, dialed=dialed, caller=caller, hold_ms=str(hold_ms),
+            from_display=from_display,
+            keys=key_presses(keys, first_after_ms=first_key_after_ms, gap_ms=gap_ms),
+        )
+        self.command = _sipp(self.scenario, local_ip=CARRIER_IP, port=port, media_port=media,
+                             extra=["-timeout", f"{hold_ms // 1000 + 120}s"])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Caller:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        return self
+
+    def wait(self, timeout: float = 240) -> CallResult:
+        assert self.process is not None
+        returncode = self.process.wait(timeout=timeout)
+        return CallResult(returncode, _read(self.scenario.with_suffix(".messages.log")),
+                          _read(self.scenario.with_suffix(".errors.log")))
+
+    def run(self, timeout: float = 240) -> CallResult:
+        return self.start().wait(timeout)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+@dataclass
+class Softphone:
+    """A counsellor's registered softphone that answers every call after ring_ms."""
+
+    user: str
+    process: subprocess.Popen[bytes]
+    scenario: Path
+
+    @property
+    def messages(self) -> str:
+        return _read(self.scenario.with_suffix(".messages.log"))
+
+    def invites(self) -> int:
+        return self.messages.count("INVITE sip:")
+
+
+def register(workdir: Path, *, user: str, password: str, contact_port: int,
+             expires: int = 600) -> CallResult:
+    port, media = free_port_pair()
+    scenario = _scenario("register", workdir, user=user, password=password,
+                         contact_port=str(contact_port), expires=str(expires))
+    completed = subprocess.run(_sipp(scenario, local_ip="127.0.0.1", port=port, media_port=media,
+                                     extra=["-timeout", "15s"]),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+    return CallResult(completed.returncode, _read(scenario.with_suffix(".messages.log")),
+                      _read(scenario.with_suffix(".errors.log")))
+
+
+@contextmanager
+def softphone(workdir: Path, *, user: str, password: str, ring_ms: int = 1000,
+              calls: int = 20) -> Iterator[Softphone]:
+    port, media = free_port_pair()
+    scenario = _scenario("counsellor", workdir, ring_ms=str(ring_ms))
+    process = subprocess.Popen(
+        _sipp(scenario, local_ip="127.0.0.1", port=port, media_port=media, calls=calls),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        result = register(workdir, user=user, password=password, contact_port=port)
+        if not result.ok:
+            raise AssertionError(f"{user} could not register: {result.errors[-2000:]}")
+        yield Softphone(user, process, scenario)
+    finally:
+        register(workdir, user=user, password=password, contact_port=port, expires=0)
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

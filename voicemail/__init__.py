@@ -1,0 +1,1 @@
+"""Voicemail: messages, transcription, keyword scan, next-day callbacks (issue 5)."""
