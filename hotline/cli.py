@@ -136,7 +136,7 @@ def _sandbox(settings: Settings) -> Any:
     from hotline.asterisk.sandbox import AsteriskSandbox
 
     return AsteriskSandbox(settings=settings.asterisk, ami=settings.ami, var_dir=settings.var_dir,
-                           console=console)
+                           console=console, full_log=settings.asterisk.full_log)
 
 
 async def rendered_files(settings: Settings) -> tuple[dict[str, str], list[str]]:

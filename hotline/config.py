@@ -110,6 +110,8 @@ class AsteriskSettings(BaseModel):
     # Asterisk's sounds directory as Asterisk sees it, and the language of our prompts.
     sounds_language: str = "zh"
     node_name: str = "sandbox"
+    # Verbose dialplan trace in the sandbox's /var/log/asterisk/full (debugging; costs CPU).
+    full_log: bool = False
 
 
 class DemoSettings(BaseModel):

@@ -16,7 +16,7 @@ package's samples go to /etc/asterisk.dist; pristine ones are in
 section (queues, voicemail, features, confbridge, musiconhold), a rendered file extends it
 with ``[general](+)`` rather than starting a second one.
 
-Files of a running sandbox: ``var_dir/run`` (pid files, log mark), ``var_dir/log``
+Files of a running sandbox, beside the chroot in ``<chroot>-state/``: ``run`` (pid files, log mark), ``log``
 (asterisk-console.log, carrier-messages.log, sandbox-build.log); Asterisk's own log is
 /var/log/asterisk/messages.log inside the chroot.
 """
@@ -358,8 +358,11 @@ class AsteriskSandbox:
         self.full_log = full_log
         self.boot_timeout = boot_timeout
         self.root = Path(settings.chroot_dir).expanduser().absolute()
-        self.run_dir = self.var_dir / "run"
-        self.log_dir = self.var_dir / "log"
+        # Run state lives beside the chroot, not in a var dir: one Asterisk serves every
+        # checkout and test run on the machine, and each must find the running one.
+        state_dir = self.root.parent / f"{self.root.name}-state"
+        self.run_dir = state_dir / "run"
+        self.log_dir = state_dir / "log"
         self.carrier_log = self.log_dir / "carrier-messages.log"
         self.carrier_error_log = self.log_dir / "carrier-errors.log"
         self.build_log = self.log_dir / "sandbox-build.log"

@@ -129,8 +129,8 @@ class Softphone:
 
 
 def register(workdir: Path, *, user: str, password: str, contact_port: int,
-             expires: int = 600) -> CallResult:
-    port, media = free_port_pair()
+             expires: int = 600, port: int | None = None) -> CallResult:
+    port, media = (port, free_port_pair()[1]) if port else free_port_pair()
     scenario = _scenario("register", workdir, user=user, password=password,
                          contact_port=str(contact_port), expires=str(expires))
     completed = subprocess.run(_sipp(scenario, local_ip="127.0.0.1", port=port, media_port=media,
@@ -143,22 +143,29 @@ def register(workdir: Path, *, user: str, password: str, contact_port: int,
 @contextmanager
 def softphone(workdir: Path, *, user: str, password: str, ring_ms: int = 1000,
               calls: int = 20) -> Iterator[Softphone]:
+    """Register from port P, then answer on port P.
+
+    Softphone endpoints have rewrite_contact=yes (NAT at home), so Asterisk sends INVITEs
+    to the REGISTER's source address: the registering sipp exits and the answering sipp
+    binds the same port (sipp cannot take new dialogs in the call that registered).
+    """
     port, media = free_port_pair()
+    result = register(workdir, user=user, password=password, contact_port=port, port=port)
+    if not result.ok:
+        raise AssertionError(f"{user} could not register: {result.errors[-2000:]}")
     scenario = _scenario("counsellor", workdir, ring_ms=str(ring_ms))
     process = subprocess.Popen(
         _sipp(scenario, local_ip="127.0.0.1", port=port, media_port=media, calls=calls),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.3)
-        result = register(workdir, user=user, password=password, contact_port=port)
-        if not result.ok:
-            raise AssertionError(f"{user} could not register: {result.errors[-2000:]}")
         yield Softphone(user, process, scenario)
     finally:
-        register(workdir, user=user, password=password, contact_port=port, expires=0)
         process.terminate()
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        register(workdir, user=user, password=password, contact_port=port, port=port,
+                 expires=0)

@@ -152,9 +152,12 @@ def test_without_fastagi_a_call_reaches_the_duty_queue(backend: Backend,
 
 def test_backend_down_and_nobody_on_duty_reaches_the_oncall_phone(
         backend: Backend, workdir: Path) -> None:
+    from hotline.asterisk.sandbox import AsteriskSandbox
     from hotline.config import load_settings
 
-    carrier_log = Path(load_settings().var_dir) / "log" / "carrier-messages.log"
+    settings = load_settings()
+    carrier_log = AsteriskSandbox(settings=settings.asterisk, ami=settings.ami,
+                                  var_dir=settings.var_dir).carrier_log
     before = carrier_log.read_text(errors="replace") if carrier_log.exists() else ""
     number = caller_number()
     backend.stop(signal.SIGKILL)
