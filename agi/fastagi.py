@@ -367,7 +367,7 @@ class FastAgiServer:
     def add_route(self, path: str, route: Route) -> None:
         if not inspect.iscoroutinefunction(route):
             # A route object with an `async def __call__` is registered by its bound method.
-            route = getattr(route, "__call__", route)
+            route = route.__call__  # type: ignore[operator]
         if not inspect.iscoroutinefunction(route):
             # panoramisk would wrap it in asyncio.coroutine, which Python 3.11 removed
             raise TypeError(f"FastAGI route for {path!r} must be an async def")

@@ -16,6 +16,7 @@ import structlog
 from agi.fastagi import AgiChannel, AgiHangup
 from hotline.calls.storage import CallJournal
 from hotline.clock import Clock
+from routing.callers import display_name_from_sip
 from routing.ivr import Menu, Reprompt, RouteDecision, decide
 
 log = structlog.get_logger(__name__)
@@ -57,7 +58,8 @@ class IvrRoute:
         call_id = journal.record(
             linkedid, self._clock.now(), event="ivr_start", source="agi",
             data={"channel": channel.headers.get("agi_channel", "")},
-            site_code=site, caller_number=decode_b64(args[2]), caller_name=decode_b64(args[3]),
+            site_code=site, caller_number=decode_b64(args[2]),
+            caller_name=display_name_from_sip(decode_b64(args[3])),
             dialed_number=args[4] or None,
         )
         digits: list[str | None] = []

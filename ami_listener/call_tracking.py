@@ -101,10 +101,11 @@ class CallTracker:
             state = self._calls[linkedid] = _LiveCall(linkedid)
         return state
 
-    def _record(self, linkedid: str, event: str, data: dict[str, Any], **fields: Any) -> None:
+    def _record(self, linkedid: str, event: str, data: dict[str, Any],
+                fill: dict[str, Any] | None = None, **fields: Any) -> None:
         now = self._clock.now()
         call_id = self._journal.record(linkedid, now, event=event, source="ami", data=data,
-                                       **fields)
+                                       fill=fill, **fields)
         self._live.call_changed(call_id, {"linkedid": linkedid, "event": event, **fields,
                                           "at": now.isoformat()})
 
@@ -121,7 +122,9 @@ class CallTracker:
         linkedid = _text(message, "Linkedid")
         self._state(linkedid)
         self._record(linkedid, "channel_created", {"channel": _text(message, "Channel")},
-                     dialed_number=_text(message, "Exten") or None)
+                     fill={"dialed_number": _text(message, "Exten") or None,
+                           "caller_number": _cid(_text(message, "CallerIDNum")),
+                           "caller_name": _cid(_text(message, "CallerIDName"))})
 
     async def on_queue_join(self, message: Message) -> None:
         linkedid = _text(message, "Linkedid")
@@ -270,8 +273,8 @@ class CallTracker:
                 linkedid, now - timedelta(seconds=duration), event="reconciled_start",
                 source="ami", data={"channel": _text(message, "Channel"),
                                     "context": _text(message, "Context")},
-                caller_number=_cid(_text(message, "CallerIDNum")),
-                caller_name=_cid(_text(message, "CallerIDName")),
+                fill={"caller_number": _cid(_text(message, "CallerIDNum")),
+                      "caller_name": _cid(_text(message, "CallerIDName"))},
             )
             opened += 1
         self.reconciliations += 1

@@ -112,6 +112,8 @@ class AsteriskSettings(BaseModel):
     node_name: str = "sandbox"
     # Verbose dialplan trace in the sandbox's /var/log/asterisk/full (debugging; costs CPU).
     full_log: bool = False
+    # Render the benchmark's extensions (99001 FastAGI IVR, 99002 the same in dialplan).
+    bench: bool = False
 
 
 class DemoSettings(BaseModel):

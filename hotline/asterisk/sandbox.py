@@ -16,7 +16,8 @@ package's samples go to /etc/asterisk.dist; pristine ones are in
 section (queues, voicemail, features, confbridge, musiconhold), a rendered file extends it
 with ``[general](+)`` rather than starting a second one.
 
-Files of a running sandbox, beside the chroot in ``<chroot>-state/``: ``run`` (pid files, log mark), ``log``
+Files of a running sandbox, beside the chroot in ``<chroot>-state/``: ``run`` (pid
+files, log mark), ``log``
 (asterisk-console.log, carrier-messages.log, sandbox-build.log); Asterisk's own log is
 /var/log/asterisk/messages.log inside the chroot.
 """
@@ -927,7 +928,7 @@ class AsteriskSandbox:
                 break
         self._reap()
 
-    def _asterisk_pid(self) -> int | None:
+    def asterisk_pid(self) -> int | None:
         pid = _read_pid(self._asterisk_pidfile)
         if pid is not None and _alive(pid) and _is_asterisk_daemon(_cmdline(pid)):
             return pid
@@ -937,7 +938,7 @@ class AsteriskSandbox:
         return None
 
     def _asterisk_running(self) -> bool:
-        return self.root.exists() and self._asterisk_pid() is not None
+        return self.root.exists() and self.asterisk_pid() is not None
 
     def _reap(self) -> None:
         for pid, proc in list(self._children.items()):
@@ -945,7 +946,7 @@ class AsteriskSandbox:
                 del self._children[pid]
 
     def _start_asterisk(self) -> None:
-        if self._asterisk_pid() is not None:
+        if self.asterisk_pid() is not None:
             try:
                 self.cli("core waitfullybooted", timeout=self.boot_timeout)
                 return
@@ -1015,7 +1016,7 @@ class AsteriskSandbox:
         return "\n".join(parts) or "(no log output)"
 
     def _stop_asterisk(self) -> None:
-        pid = self._asterisk_pid()
+        pid = self.asterisk_pid()
         if pid is None:
             self._asterisk_pidfile.unlink(missing_ok=True)
             return

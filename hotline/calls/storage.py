@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +31,7 @@ class _CallChange:
     at: datetime
     fields: dict[str, Any]
     event: tuple[str, str, dict[str, Any]] | None = None
+    fill: dict[str, Any] | None = None
 
 
 @dataclass
@@ -62,15 +63,21 @@ class CallJournal:
         return call_id_for(self.node, linkedid)
 
     def record(self, linkedid: str, at: datetime, *, event: str | None = None,
-               source: str = "", data: dict[str, Any] | None = None, **fields: Any) -> str:
-        """Create the call if new, set the given fields, append an event. Never blocks."""
+               source: str = "", data: dict[str, Any] | None = None,
+               fill: dict[str, Any] | None = None, **fields: Any) -> str:
+        """Create the call if new, set the given fields, append an event. Never blocks.
+
+        `fill` sets columns only where they are still empty: a weaker source (an AMI
+        header) never overwrites a stronger one (the IVR's base64 caller ID).
+        """
         call_id = self.call_id(linkedid)
         if self._queue.qsize() >= self._max_pending:
             self.stats.dropped += 1
             log.error("call journal full, change dropped", call_id=call_id, event_kind=event)
             return call_id
         change = _CallChange(call_id, linkedid, at, fields,
-                             (event, source, data or {}) if event else None)
+                             (event, source, data or {}) if event else None,
+                             {k: v for k, v in (fill or {}).items() if v is not None} or None)
         self._queue.put_nowait(change)
         self._idle.clear()
         return call_id
@@ -126,6 +133,7 @@ class CallJournal:
     async def _write(self, batch: Sequence[_CallChange]) -> None:
         new_calls: dict[str, dict[str, Any]] = {}
         updates: dict[str, dict[str, Any]] = {}
+        fills: dict[str, dict[str, Any]] = {}
         events: list[dict[str, Any]] = []
         for change in batch:
             if change.call_id not in new_calls:
@@ -133,6 +141,12 @@ class CallJournal:
                     "id": change.call_id, "node": self.node, "linkedid": change.linkedid,
                     "started_at": change.at,
                 }
+            if change.fill:
+                known = updates.get(change.call_id, {})
+                pending = fills.setdefault(change.call_id, {})
+                for key, value in change.fill.items():
+                    if key not in known:
+                        pending.setdefault(key, value)
             if change.fields:
                 updates.setdefault(change.call_id, {}).update(change.fields)
             if change.event:
@@ -143,7 +157,12 @@ class CallJournal:
             rows = list(new_calls.values())
             for start in range(0, len(rows), 200):
                 await connection.execute(self._insert_calls_statement(rows[start:start + 200]))
-            for call_id, values in updates.items():
+            for call_id in updates.keys() | fills.keys():
+                values: dict[str, Any] = {
+                    key: func.coalesce(getattr(Call, key), value)
+                    for key, value in fills.get(call_id, {}).items()
+                }
+                values.update(updates.get(call_id, {}))
                 await connection.execute(update(Call).where(Call.id == call_id).values(**values))
             if events:
                 await connection.execute(insert(CallEvent), events)

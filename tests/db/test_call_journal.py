@@ -86,3 +86,21 @@ async def test_changes_wait_while_the_database_is_unreachable(engine):
     assert journal._queue.qsize() == 0  # the batch is held by the writer, being retried
     await journal.close()
     await broken.dispose()
+
+
+async def test_fill_never_overwrites_a_stronger_source(engine):
+    journal = await _journal(engine)
+    try:
+        journal.record("1700000004.1", T0, event="ivr_start", source="agi", data={},
+                       caller_name='O"Brien')
+        journal.record("1700000004.1", T0, event="channel_created", source="ami", data={},
+                       fill={"caller_name": 'O\\"Brien', "caller_number": "13900000000"})
+        await journal.flush()
+        journal.record("1700000004.1", T0, event="late", source="ami", data={},
+                       fill={"caller_name": "other"})
+        await journal.flush()
+    finally:
+        await journal.close()
+    async with engine.connect() as connection:
+        call = (await connection.execute(select(Call))).one()
+    assert (call.caller_name, call.caller_number) == ('O"Brien', "13900000000")

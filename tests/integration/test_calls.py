@@ -218,3 +218,28 @@ def test_asterisk_loaded_the_configuration_without_errors(backend: Backend) -> N
     assert problems == []
     assert "crisis" in sandbox.cli("queue show crisis")
     assert "c1001" in sandbox.cli("pjsip show endpoints")
+
+
+def test_crlf_in_the_caller_number_is_stored_intact_and_injects_nothing(
+        backend: Backend, counsellors: dict[str, str], workdir: Path) -> None:
+    """A carrier may escape anything into the From URI; pjsip unescapes it (%0D%0A → CR LF).
+
+    Were it to reach the AGI environment raw, the blank line would end the headers early
+    and "HANGUP" would be read as Asterisk's answer to the IVR's first command.
+    """
+    number = caller_number()
+    sent = f"{number}%0D%0Aagi_arg_1%20hijack%0D%0A%0D%0AHANGUP"
+    with softphone(workdir, user="c1002", password=counsellors["c1002"]) as phone:
+        result = Caller(workdir, caller=sent, keys="1", hold_ms=12000,
+                        from_display='"a\\"b" ').run()
+    assert result.ok, result.errors[-2000:]
+    assert phone.invites() == 1
+    from urllib.parse import quote
+
+    expected = f"{number}\r\nagi_arg_1 hijack\r\n\r\nHANGUP"
+    call = backend.find_call(quote(expected))
+    assert call["caller_number"] == expected
+    assert call["caller_name"] == 'a"b'
+    assert (call["queue"], call["digits"], call["outcome"]) == ("psych", "1", "answered")
+    assert backend.api("/api/health", token=False)[1]["components"]["fastagi"]["detail"][
+        "errors"] == 0

@@ -325,7 +325,7 @@ def test_carrier_scenario_answers_plays_and_hangs_up_within_five_minutes() -> No
     assert timeouts and all(0 < t <= 300_000 for t in timeouts)
 
 
-def test_carrier_command_logs_messages_into_var(tmp_path: Path) -> None:
+def test_carrier_command_logs_messages_beside_the_chroot(tmp_path: Path) -> None:
     sandbox = _sandbox(tmp_path)
     command = sandbox.carrier_command()
     assert command[0] == "sipp"
@@ -334,7 +334,7 @@ def test_carrier_command_logs_messages_into_var(tmp_path: Path) -> None:
     assert command[command.index("-mp") + 1] == str(CARRIER_MEDIA_PORT)
     assert "-trace_msg" in command
     assert command[command.index("-message_file") + 1] == str(sandbox.carrier_log)
-    assert sandbox.carrier_log == tmp_path / "var/log/carrier-messages.log"
+    assert sandbox.carrier_log == tmp_path / "chroot-state/log/carrier-messages.log"
 
 
 def test_sandbox_paths_live_in_the_chroot(tmp_path: Path) -> None:

@@ -62,3 +62,10 @@ def test_every_input_sequence_ends_at_a_queue_within_two_invalid_tries(inputs):
             assert len(seen) <= MENU.max_invalid
             return
     assert len(seen) < MENU.max_invalid
+
+
+def test_sip_display_names_are_unescaped():
+    from routing.callers import display_name_from_sip
+
+    assert display_name_from_sip('O\\"Brien \\\\ x') == 'O"Brien \\ x'
+    assert display_name_from_sip("张三") == "张三"
