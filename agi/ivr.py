@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -54,49 +56,50 @@ class IvrRoute:
         menus = self._menus()
         site = args[1] if args[1] in menus else self._default_site
         menu = menus[site]
-        journal = self._journal
-        call_id = journal.record(
-            linkedid, self._clock.now(), event="ivr_start", source="agi",
-            data={"channel": channel.headers.get("agi_channel", "")},
-            site_code=site, caller_number=decode_b64(args[2]),
-            caller_name=display_name_from_sip(decode_b64(args[3])),
-            dialed_number=args[4] or None,
-        )
+        caller: dict[str, Any] = {
+            "site_code": site, "caller_number": decode_b64(args[2]),
+            "caller_name": display_name_from_sip(decode_b64(args[3])),
+            "dialed_number": args[4] or None,
+        }
+        # The IVR's steps are kept here and written once, with the route: one journal
+        # change per call instead of one per digit.
+        steps: list[tuple[str, datetime, dict[str, Any]]] = [
+            ("ivr_start", self._clock.now(), {"channel": channel.headers.get("agi_channel", "")})
+        ]
         digits: list[str | None] = []
         try:
-            decision = await self._collect(channel, menu, digits, linkedid)
+            decision = await self._collect(channel, menu, digits, steps)
         except AgiHangup:
-            journal.record(linkedid, self._clock.now(), event="ivr_hangup", source="agi",
-                           data={"digits": [d for d in digits if d]},
-                           digits="".join(d for d in digits if d) or None)
+            self._journal.record(linkedid, self._clock.now(), event="ivr_hangup", source="agi",
+                                 data={}, steps=steps, **caller,
+                                 digits="".join(d for d in digits if d) or None)
             return
         destination = decision.destination
         # One round trip for every variable the dialplan reads (DESIGN §4).
         await channel.set_variables({
-            "HOTLINE_CALL_ID": call_id,
+            "HOTLINE_CALL_ID": self._journal.call_id(linkedid),
             "HOTLINE_QUEUE": destination.queue,
             "HOTLINE_PRIORITY": str(destination.priority),
             "HOTLINE_ROUTE": destination.route.value,
         })
-        journal.record(
-            linkedid, self._clock.now(), event="route", source="agi",
+        self._journal.record(
+            linkedid, self._clock.now(), event="route", source="agi", steps=steps,
             data={"route": destination.route.value, "queue": destination.queue,
                   "priority": destination.priority, "reason": decision.reason.value},
             route=destination.route.value, queue=destination.queue,
             priority=destination.priority,
-            digits="".join(d for d in digits if d) or None,
+            digits="".join(d for d in digits if d) or None, **caller,
         )
 
     async def _collect(self, channel: AgiChannel, menu: Menu, digits: list[str | None],
-                       linkedid: str) -> RouteDecision:
+                       steps: list[tuple[str, datetime, dict[str, Any]]]) -> RouteDecision:
         # A digit pressed during the welcome or the "invalid" prompt counts as the choice.
         early = await channel.stream_file(WELCOME, ALL_DIGITS)
         while True:
             digit = early if early is not None else await channel.get_data(
                 MENU, self._digit_timeout_ms, 1)
             digits.append(digit)
-            self._journal.record(linkedid, self._clock.now(), event="digit", source="agi",
-                                 data={"digit": digit, "attempt": len(digits)})
+            steps.append(("digit", self._clock.now(), {"digit": digit, "attempt": len(digits)}))
             decision = decide(menu, digits)
             if not isinstance(decision, Reprompt):
                 return decision

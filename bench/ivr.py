@@ -130,12 +130,13 @@ class Bench:
             self.backend.wait(timeout=20)
 
     def wait_journal_drained(self) -> None:
+        time.sleep(1.0)  # the last hang-ups' events are still on their way
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             detail = self.health()["components"]["database"]["detail"]
             if detail.get("journal_pending", 1) == 0:
                 return
-            time.sleep(0.2)
+            time.sleep(1.0)
 
     def sipp(self, number: str, calls: int, rate: int, port: int) -> int:
         """Run the callers; return failed calls."""

@@ -78,7 +78,8 @@ class LiveState:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < 500:
+            await asyncio.sleep(0.2)  # linger: one pipeline for what arrives meanwhile
+            while not self._queue.empty() and len(batch) < 2000:
                 batch.append(self._queue.get_nowait())
             try:
                 await self._write(batch)
@@ -91,20 +92,21 @@ class LiveState:
 
     async def _write(self, batch: list[tuple[str, str, dict[str, Any] | None]]) -> None:
         touched: set[str] = set()
+        changes: list[dict[str, Any]] = []
         async with self._client.pipeline(transaction=False) as pipe:
             for kind, call_id, data in batch:
                 if kind == "changed" and data is not None:
                     self._active.setdefault(call_id, {}).update(
                         {k: v for k, v in data.items() if v is not None})
                     touched.add(call_id)
-                    pipe.publish(self.events_channel,
-                                 json.dumps({"call_id": call_id, **data}, default=str))
+                    changes.append({"call_id": call_id, **data})
                 else:
                     self._active.pop(call_id, None)
                     touched.discard(call_id)
                     pipe.hdel(self.active_calls_key, call_id)
-                    pipe.publish(self.events_channel,
-                                 json.dumps({"call_id": call_id, "event": "ended"}))
+                    changes.append({"call_id": call_id, "event": "ended"})
+            # One message per batch: subscribers get the changes in order, as a list.
+            pipe.publish(self.events_channel, json.dumps(changes, default=str))
             for call_id in touched:
                 pipe.hset(self.active_calls_key, call_id,
                           json.dumps(self._active[call_id], default=str))

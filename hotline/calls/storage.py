@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,7 +30,7 @@ class _CallChange:
     linkedid: str
     at: datetime
     fields: dict[str, Any]
-    event: tuple[str, str, dict[str, Any]] | None = None
+    events: list[tuple[str, datetime, str, dict[str, Any]]]
     fill: dict[str, Any] | None = None
 
 
@@ -47,11 +47,13 @@ class JournalStats:
 
 class CallJournal:
     def __init__(self, *, engine: AsyncEngine, node: str, max_pending: int = 200_000,
-                 retry_seconds: float = 1.0) -> None:
+                 retry_seconds: float = 1.0, linger_seconds: float = 0.2) -> None:
         self._engine = engine
         self.node = node
         self._max_pending = max_pending
         self._retry_seconds = retry_seconds
+        self._linger_seconds = linger_seconds
+        self._update_statements: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
         self._queue: asyncio.Queue[_CallChange] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -64,19 +66,23 @@ class CallJournal:
 
     def record(self, linkedid: str, at: datetime, *, event: str | None = None,
                source: str = "", data: dict[str, Any] | None = None,
-               fill: dict[str, Any] | None = None, **fields: Any) -> str:
+               fill: dict[str, Any] | None = None,
+               steps: Sequence[tuple[str, datetime, dict[str, Any]]] = (), **fields: Any) -> str:
         """Create the call if new, set the given fields, append an event. Never blocks.
 
         `fill` sets columns only where they are still empty: a weaker source (an AMI
-        header) never overwrites a stronger one (the IVR's base64 caller ID).
+        header) never overwrites a stronger one (the IVR's base64 caller ID). `steps` are
+        earlier events (kind, time, data) written with this one, in order.
         """
         call_id = self.call_id(linkedid)
         if self._queue.qsize() >= self._max_pending:
             self.stats.dropped += 1
             log.error("call journal full, change dropped", call_id=call_id, event_kind=event)
             return call_id
-        change = _CallChange(call_id, linkedid, at, fields,
-                             (event, source, data or {}) if event else None,
+        events = [(kind, when, source, step_data) for kind, when, step_data in steps]
+        if event:
+            events.append((event, at, source, data or {}))
+        change = _CallChange(call_id, linkedid, at, fields, events,
                              {k: v for k, v in (fill or {}).items() if v is not None} or None)
         self._queue.put_nowait(change)
         self._idle.clear()
@@ -103,7 +109,9 @@ class CallJournal:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < 500:
+            # Linger briefly: one transaction for everything that arrives meanwhile.
+            await asyncio.sleep(self._linger_seconds)
+            while not self._queue.empty() and len(batch) < 2000:
                 batch.append(self._queue.get_nowait())
             while True:
                 started = loop.time()
@@ -126,9 +134,25 @@ class CallJournal:
             if self._queue.empty():
                 self._idle.set()
 
-    def _insert_calls_statement(self, rows: Sequence[dict[str, Any]]) -> Any:
+    def _insert_calls_statement(self) -> Any:
         dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        return dialect_insert(Call).values(list(rows)).on_conflict_do_nothing(index_elements=["id"])
+        return dialect_insert(Call).on_conflict_do_nothing(index_elements=["id"])
+
+    def _update_statement(self, set_keys: tuple[str, ...], fill_keys: tuple[str, ...]) -> Any:
+        """One UPDATE per set of columns, built once: executemany reuses the compiled form."""
+        key = (set_keys, fill_keys)
+        statement = self._update_statements.get(key)
+        if statement is None:
+            values: dict[str, Any] = {
+                name: func.coalesce(getattr(Call, name),
+                                    bindparam(f"f_{name}", type_=getattr(Call, name).type))
+                for name in fill_keys
+            }
+            values.update({name: bindparam(f"u_{name}", type_=getattr(Call, name).type)
+                           for name in set_keys})
+            statement = update(Call).where(Call.id == bindparam("b_call_id")).values(values)
+            self._update_statements[key] = statement
+        return statement
 
     async def _write(self, batch: Sequence[_CallChange]) -> None:
         new_calls: dict[str, dict[str, Any]] = {}
@@ -149,21 +173,22 @@ class CallJournal:
                         pending.setdefault(key, value)
             if change.fields:
                 updates.setdefault(change.call_id, {}).update(change.fields)
-            if change.event:
-                kind, source, data = change.event
-                events.append({"call_id": change.call_id, "at": change.at, "kind": kind,
+            for kind, at, source, data in change.events:
+                events.append({"call_id": change.call_id, "at": at, "kind": kind,
                                "source": source, "data": data})
+        grouped: dict[tuple[tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+        for call_id in updates.keys() | fills.keys():
+            set_values = updates.get(call_id, {})
+            fill_values = {k: v for k, v in fills.get(call_id, {}).items() if k not in set_values}
+            params = {"b_call_id": call_id}
+            params.update({f"u_{k}": v for k, v in set_values.items()})
+            params.update({f"f_{k}": v for k, v in fill_values.items()})
+            grouped.setdefault((tuple(sorted(set_values)), tuple(sorted(fill_values))),
+                               []).append(params)
         async with self._engine.begin() as connection:
-            rows = list(new_calls.values())
-            for start in range(0, len(rows), 200):
-                await connection.execute(self._insert_calls_statement(rows[start:start + 200]))
-            for call_id in updates.keys() | fills.keys():
-                values: dict[str, Any] = {
-                    key: func.coalesce(getattr(Call, key), value)
-                    for key, value in fills.get(call_id, {}).items()
-                }
-                values.update(updates.get(call_id, {}))
-                await connection.execute(update(Call).where(Call.id == call_id).values(**values))
+            await connection.execute(self._insert_calls_statement(), list(new_calls.values()))
+            for (set_keys, fill_keys), rows in grouped.items():
+                await connection.execute(self._update_statement(set_keys, fill_keys), rows)
             if events:
                 await connection.execute(insert(CallEvent), events)
 

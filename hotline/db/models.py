@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -37,6 +38,7 @@ NAMING = {
 CALL_ID_NAMESPACE = uuid.UUID("6f1c1d2e-12d3-5355-9a55-123551235500")
 
 
+@functools.lru_cache(maxsize=8192)
 def call_id_for(node: str, linkedid: str) -> str:
     """The backend's call id, from Asterisk's linkedid: AGI and AMI agree without a lookup."""
     return uuid.uuid5(CALL_ID_NAMESPACE, f"{node}/{linkedid}").hex
