@@ -1075,13 +1075,19 @@ class AsteriskSandbox:
         if pid is None or not _alive(pid):
             return None
         cmdline = _cmdline(pid)
-        if not cmdline or Path(cmdline[0]).name != "sipp" or str(CARRIER_SCENARIO) not in cmdline:
+        # Any checkout's carrier counts (the sandbox is shared by every checkout).
+        if not cmdline or Path(cmdline[0]).name != "sipp" or not any(
+                Path(arg).name == CARRIER_SCENARIO.name for arg in cmdline):
             return None
         return pid
 
     def _start_carrier(self) -> None:
-        if self._carrier_pid() is not None:
-            return
+        pid = self._carrier_pid()
+        if pid is not None:
+            if str(CARRIER_SCENARIO) in _cmdline(pid):
+                return
+            # Another checkout's carrier: replace it with this checkout's scenario.
+            self._stop_carrier()
         self._require_host_tools("sipp")
         if _udp_bound(self.settings.carrier_address, self.settings.carrier_port):
             raise SandboxError(
