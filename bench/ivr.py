@@ -47,6 +47,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def create_database(url: str) -> None:
+    """Create the benchmark's PostgreSQL database when it does not exist yet."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from hotline.db.engine import create_sync_engine_for
+
+    target = make_url(url)
+    admin = create_sync_engine_for(target.set(database="postgres")).execution_options(
+        isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                    {"name": target.database}).first()
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.engine.dispose()
+
+
 def pids_named(name: str) -> list[int]:
     result = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
     return [int(pid) for pid in result.stdout.split()]
@@ -84,7 +102,7 @@ class Bench:
         }
         if db == "postgresql":
             self.env["HOTLINE_DATABASE__URL"] = os.environ.get(
-                "HOTLINE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/hotline_bench")
+                "HOTLINE_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/hotline_bench")
         self.backend: subprocess.Popen[bytes] | None = None
 
     def hotline(self, *args: str) -> None:
@@ -101,6 +119,8 @@ class Bench:
         from hotline.redis_service import ensure_redis
 
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("HOTLINE_")})
+        if self.db == "postgresql":
+            create_database(self.env["HOTLINE_DATABASE__URL"])
         settings = load_settings()
         ensure_redis(settings.redis.url, self.var_dir)
         self.hotline("demo")
@@ -178,14 +198,12 @@ def report(phases: list[Phase], *, rate: int, db: str) -> str:
     dialplan, agi = phases
     ratio = agi.backend_cpu / agi.asterisk_cpu if agi.asterisk_cpu else float("inf")
     lines = [
-        "# Benchmarks",
-        "",
-        "## IVR step: FastAGI backend against pure dialplan",
+        f"## IVR step: FastAGI backend against pure dialplan — {db}",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
         f"({os.cpu_count()} cores), {dialplan.calls} calls per path at {rate} calls/s, "
         f"database {db}. Command: `.venv/bin/python -m bench.ivr --calls {dialplan.calls} "
-        f"--rate {rate}{' --db postgresql' if db == 'postgresql' else ''}`.",
+        f"--rate {rate} --db {db}`.",
         "",
         "Each call: sipp on the carrier address dials, Asterisk answers, cleans the caller ID, "
         "plays the Mandarin welcome, the caller presses 1 (RFC 4733), the route variables are "
@@ -222,27 +240,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=800)
     parser.add_argument("--rate", type=int, default=40)
-    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], nargs="+",
+                        default=["sqlite", "postgresql"])
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
-    var_dir = REPO / "var" / "bench"
-    var_dir.mkdir(parents=True, exist_ok=True)
-    bench = Bench(calls=args.calls, rate=args.rate, db=args.db, var_dir=var_dir)
-    bench.start()
-    try:
-        phases = [bench.phase("dialplan", "99002", 47000),
-                  bench.phase("fastagi", "99001", 47100)]
-    finally:
-        bench.stop()
-    text = report(phases, rate=args.rate, db=args.db)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    sections = ["# Benchmarks", ""]
     table = Table(title="per call")
-    for column in ("path", "failed", "Asterisk ms", "backend ms"):
+    for column in ("database", "path", "failed", "Asterisk ms", "backend ms", "PostgreSQL ms"):
         table.add_column(column)
-    for phase in phases:
-        table.add_row(phase.name, str(phase.failed), f"{phase.per_call_ms(phase.asterisk_cpu):.2f}",
-                      f"{phase.per_call_ms(phase.backend_cpu):.2f}")
+    for db in args.db:
+        var_dir = REPO / "var" / f"bench-{db}"
+        var_dir.mkdir(parents=True, exist_ok=True)
+        bench = Bench(calls=args.calls, rate=args.rate, db=db, var_dir=var_dir)
+        bench.start()
+        try:
+            phases = [bench.phase("dialplan", "99002", 47000),
+                      bench.phase("fastagi", "99001", 47100)]
+        finally:
+            bench.stop()
+        sections.append(report(phases, rate=args.rate, db=db))
+        for phase in phases:
+            table.add_row(db, phase.name, str(phase.failed),
+                          f"{phase.per_call_ms(phase.asterisk_cpu):.2f}",
+                          f"{phase.per_call_ms(phase.backend_cpu):.2f}",
+                          f"{phase.per_call_ms(phase.postgres_cpu):.2f}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(sections))
     console.print(table)
     console.print(f"written to {args.output}")
 
