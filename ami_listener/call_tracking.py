@@ -32,7 +32,6 @@ class Outcome:
     ANSWERED_ONCALL = "answered_oncall"
     ABANDONED = "abandoned"
     IVR_HANGUP = "ivr_hangup"
-    UNANSWERED = "unanswered"
     LOST = "lost"
 
 

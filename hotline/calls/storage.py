@@ -53,6 +53,7 @@ class CallJournal:
         self._max_pending = max_pending
         self._retry_seconds = retry_seconds
         self._linger_seconds = linger_seconds
+        self._in_flight = 0
         self._update_statements: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
         self._queue: asyncio.Queue[_CallChange] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -60,6 +61,11 @@ class CallJournal:
         self._idle.set()
         self.stats = JournalStats()
         self._dialect = engine.dialect.name
+
+    @property
+    def pending(self) -> int:
+        """Changes not yet written: queued, and the batch being written now."""
+        return self._queue.qsize() + self._in_flight
 
     def call_id(self, linkedid: str) -> str:
         return call_id_for(self.node, linkedid)
@@ -109,10 +115,12 @@ class CallJournal:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
+            self._in_flight = 1
             # Linger briefly: one transaction for everything that arrives meanwhile.
             await asyncio.sleep(self._linger_seconds)
             while not self._queue.empty() and len(batch) < 2000:
                 batch.append(self._queue.get_nowait())
+            self._in_flight = len(batch)
             while True:
                 started = loop.time()
                 try:
@@ -131,6 +139,7 @@ class CallJournal:
                 self.stats.last_error = None
                 self.stats.durations = [*self.stats.durations[-99:], loop.time() - started]
                 break
+            self._in_flight = 0
             if self._queue.empty():
                 self._idle.set()
 

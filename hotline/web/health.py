@@ -33,7 +33,7 @@ async def _database(request: web.Request) -> ComponentHealth:
         return ComponentHealth(status="down", detail={"error": repr(error)})
     journal = request.app[COMPONENTS].journal
     return ComponentHealth(status="ok", detail={
-        "journal_pending": journal._queue.qsize(), "journal_failures": journal.stats.failures,
+        "journal_pending": journal.pending, "journal_failures": journal.stats.failures,
         "journal_last_error": journal.stats.last_error,
     })
 
