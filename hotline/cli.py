@@ -211,10 +211,7 @@ def asterisk_render(settings: Settings, output: Path | None) -> None:
         console.print(f'  {name}: #include "{(output / f"hotline_{name}").resolve()}"')
 
 
-@asterisk.command("up")
-@pass_settings
-def asterisk_up(settings: Settings) -> None:
-    """Build if needed, render, and start Asterisk and the simulated carrier."""
+def start_sandbox(settings: Settings) -> None:
     from hotline.asterisk.prompts import build_prompts
 
     sandbox = _sandbox(settings)
@@ -226,6 +223,13 @@ def asterisk_up(settings: Settings) -> None:
     status = sandbox.status()
     console.print(f"[green]Asterisk {status.version} is up; carrier running: "
                   f"{status.carrier_running}")
+
+
+@asterisk.command("up")
+@pass_settings
+def asterisk_up(settings: Settings) -> None:
+    """Build if needed, render, and start Asterisk and the simulated carrier."""
+    start_sandbox(settings)
 
 
 @asterisk.command("down")
@@ -309,7 +313,7 @@ def up(settings: Settings, keep_asterisk: bool) -> None:
 
     ensure_redis(settings.redis.url, settings.var_dir, console=console)
     counsellors = _run(lambda: _seed_after_upgrade(settings))
-    asterisk_up.callback()  # type: ignore[misc]
+    start_sandbox(settings)
     print_credentials(settings, counsellors)
     console.print("Call the hotline: a SIP call to 12355 from the carrier address "
                   f"{settings.asterisk.carrier_address}; see README for sipp and softphones.")
