@@ -10,7 +10,7 @@ listener was away are closed or opened.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -42,6 +42,8 @@ class _LiveCall:
     joined_at: datetime | None = None
     answered: bool = False
     outcome: str | None = None
+    # On-call leg being dialled: destination channel → number dialled.
+    dialling: dict[str, str] = field(default_factory=dict)
 
 
 class CounsellorDirectory(Protocol):
@@ -192,6 +194,9 @@ class CallTracker:
         self._record(linkedid, "queue_leave", {"queue": _text(message, "Queue")}, **fields)
 
     async def on_dial_begin(self, message: Message) -> None:
+        dial_string = _text(message, "DialString")
+        self._state(_text(message, "Linkedid")).dialling[_text(message, "DestChannel")] = (
+            dial_string.split("@", 1)[0])
         self._record(_text(message, "Linkedid"), "oncall_dial",
                      {"dial_string": _text(message, "DialString"),
                       "channel": _text(message, "DestChannel")})
@@ -200,14 +205,16 @@ class CallTracker:
         linkedid = _text(message, "Linkedid")
         status = _text(message, "DialStatus")
         fields: dict[str, Any] = {}
+        state = self._state(linkedid)
+        number = state.dialling.pop(_text(message, "DestChannel"), "")
         if status == "ANSWER":
-            state = self._state(linkedid)
             state.answered = True
             state.outcome = Outcome.ANSWERED_ONCALL
             fields = {"outcome": Outcome.ANSWERED_ONCALL, "answered_at": self._clock.now(),
-                      "answered_by": _text(message, "DestCallerIDNum") or None}
+                      "answered_by": number or None}
         self._record(linkedid, "oncall_result",
-                     {"status": status, "channel": _text(message, "DestChannel")}, **fields)
+                     {"status": status, "number": number,
+                      "channel": _text(message, "DestChannel")}, **fields)
 
     async def on_user_event(self, message: Message) -> None:
         if _text(message, "UserEvent") == "HotlineFallback":

@@ -243,3 +243,15 @@ def test_crlf_in_the_caller_number_is_stored_intact_and_injects_nothing(
     assert (call["queue"], call["digits"], call["outcome"]) == ("psych", "1", "answered")
     assert backend.api("/api/health", token=False)[1]["components"]["fastagi"]["detail"][
         "errors"] == 0
+
+
+def test_nobody_registered_the_oncall_phone_answers_and_is_recorded(
+        backend: Backend, workdir: Path) -> None:
+    number = caller_number()
+    result = Caller(workdir, caller=number, keys="2", hold_ms=15000).run()
+    assert result.ok, result.errors[-2000:]
+    call = backend.find_call(number)
+    assert call["queue"] == "legal"
+    assert call["outcome"] == "answered_oncall"
+    assert call["answered_by"] == "13800000001"
+    assert [e["data"]["number"] for e in kinds(call, "oncall_result")] == ["13800000001"]
