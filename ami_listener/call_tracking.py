@@ -107,6 +107,8 @@ class CallTracker:
         now = self._clock.now()
         call_id = self._journal.record(linkedid, now, event=event, source="ami", data=data,
                                        fill=fill, **fields)
+        if linkedid not in self._calls:
+            return  # ended already (AgentComplete follows the hang-up): no ghost live call
         self._live.call_changed(call_id, {"linkedid": linkedid, "event": event, **fields,
                                           "at": now.isoformat()})
 
@@ -205,7 +207,8 @@ class CallTracker:
         linkedid = _text(message, "Linkedid")
         status = _text(message, "DialStatus")
         fields: dict[str, Any] = {}
-        state = self._state(linkedid)
+        # Not _state(): an event after the caller's hang-up must not bring the call back.
+        state = self._calls.get(linkedid) or _LiveCall(linkedid)
         number = state.dialling.pop(_text(message, "DestChannel"), "")
         if status == "ANSWER":
             state.answered = True
@@ -258,9 +261,10 @@ class CallTracker:
         open_calls = await self._journal.known_open_calls()
         now = self._clock.now()
         closed = 0
-        for _call_id, linkedid, outcome in open_calls:
+        for call_id, linkedid, outcome in open_calls:
             if linkedid in live:
                 continue
+            self._live.call_ended(call_id)
             state = self._calls.pop(linkedid, None)
             self._journal.record(linkedid, now, event="reconciled_end", source="ami",
                                  data={"reason": "not among Asterisk's live channels"},

@@ -17,11 +17,17 @@ from typing import Any
 import structlog
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hotline.db.models import Call, CallEvent, call_id_for
 
 log = structlog.get_logger(__name__)
+
+
+def _is_transient(error: DBAPIError) -> bool:
+    """Connection trouble (retry the same batch) as opposed to data the database refuses."""
+    return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
 
 
 @dataclass
@@ -127,12 +133,15 @@ class CallJournal:
                     await self._write(batch)
                 except asyncio.CancelledError:
                     raise
-                except Exception as error:  # the database is down or refused: keep and retry
-                    self.stats.failures += 1
-                    self.stats.last_error = repr(error)
-                    log.warning("call journal write failed; retrying", error=repr(error),
-                                batch=len(batch))
-                    await asyncio.sleep(self._retry_seconds)
+                except DBAPIError as error:
+                    if _is_transient(error):
+                        await self._wait_after(error, batch)
+                        continue
+                    # The database refused the data itself (a constraint): a retry would
+                    # fail forever and hold up every later call. Keep what it accepts.
+                    await self._write_one_by_one(batch)
+                except Exception as error:  # the database is unreachable: keep and retry
+                    await self._wait_after(error, batch)
                     continue
                 self.stats.written_changes += len(batch)
                 self.stats.batches += 1
@@ -142,6 +151,28 @@ class CallJournal:
             self._in_flight = 0
             if self._queue.empty():
                 self._idle.set()
+
+    async def _wait_after(self, error: Exception, batch: Sequence[_CallChange]) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = repr(error)
+        log.warning("call journal write failed; retrying", error=repr(error), batch=len(batch))
+        await asyncio.sleep(self._retry_seconds)
+
+    async def _write_one_by_one(self, batch: Sequence[_CallChange]) -> None:
+        for change in batch:
+            while True:
+                try:
+                    await self._write([change])
+                except DBAPIError as error:
+                    if _is_transient(error):
+                        await self._wait_after(error, [change])
+                        continue
+                    self.stats.dropped += 1
+                    self.stats.last_error = repr(error)
+                    log.error("call journal change refused by the database; dropped",
+                              call_id=change.call_id, fields=change.fields,
+                              events=[kind for kind, *_ in change.events], error=repr(error))
+                break
 
     def _insert_calls_statement(self) -> Any:
         dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert

@@ -34,6 +34,7 @@ async def _database(request: web.Request) -> ComponentHealth:
     journal = request.app[COMPONENTS].journal
     return ComponentHealth(status="ok", detail={
         "journal_pending": journal.pending, "journal_failures": journal.stats.failures,
+        "journal_dropped": journal.stats.dropped,
         "journal_last_error": journal.stats.last_error,
     })
 
