@@ -217,6 +217,9 @@ class Call(Base):
     )
     outcome: Mapped[str | None] = mapped_column(String(32), default=None)
     fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    caller_kind: Mapped[str | None] = mapped_column(String(16), default=None)
+    rules_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    survey_score: Mapped[int | None] = mapped_column(Integer, default=None)
 
     events: Mapped[list[CallEvent]] = relationship(
         back_populates="call", cascade="all, delete-orphan", order_by="CallEvent.id"
@@ -246,7 +249,161 @@ class AuditEntry(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(200))
+    actor_user_id: Mapped[int | None] = mapped_column(Integer, default=None)
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(200), default="")
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class Role(enum.StrEnum):
+    """What a person using the admin API may do (DESIGN §2 Words)."""
+
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    COUNSELLOR = "counsellor"
+    DUTY_OFFICER = "duty_officer"
+
+
+class User(Base):
+    """A person who signs in to the admin web or API. Passwords are argon2 hashes."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(16), default="zh")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user",
+                                                  cascade="all, delete-orphan")
+
+
+class ApiToken(Base):
+    """A per-user bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class RuleStatus(enum.StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    SUPERSEDED = "superseded"
+
+
+class RuleSetVersion(Base):
+    """One version of a site's routing rules (menus, hours, holidays, off-hours mode).
+
+    Exactly one version per site is published at a time; drafts are edited, then published;
+    a rollback publishes a copy of an older version. `prompt_versions` pins the prompt
+    recordings the version was published with.
+    """
+
+    __tablename__ = "rule_sets"
+    __table_args__ = (UniqueConstraint("site_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[RuleStatus] = mapped_column(_enum(RuleStatus))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prompt_versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+    published_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    published_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    site: Mapped[Site] = relationship()
+
+
+class Prompt(Base):
+    """A site's named recording that rules refer to (e.g. `welcome`, `menu-main`)."""
+
+    __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+    versions: Mapped[list[PromptVersion]] = relationship(
+        back_populates="prompt", cascade="all, delete-orphan", order_by="PromptVersion.version")
+
+
+class PromptVersion(Base):
+    """One recording of a prompt: uploaded (WAV/MP3) or generated from text (espeak-ng)."""
+
+    __tablename__ = "prompt_versions"
+    __table_args__ = (UniqueConstraint("prompt_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))  # upload | tts
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    original_filename: Mapped[str | None] = mapped_column(String(255), default=None)
+    sha256: Mapped[str] = mapped_column(String(64))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    # The Asterisk sound name (no extension) under the sounds directory.
+    sound: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+
+    prompt: Mapped[Prompt] = relationship(back_populates="versions")
+
+
+class CalendarYear(Base):
+    """Official holidays and make-up workdays (调休) of a year, entered by an administrator
+    for a year the chinese-calendar package does not know yet (or to correct it)."""
+
+    __tablename__ = "calendar_years"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # [{"date": "2027-01-01", "name": "元旦"}, ...]
+    holidays: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # ["2027-02-20", ...]: weekend days that are working days
+    workdays: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(Text, default="")
+    entered_by: Mapped[str] = mapped_column(String(200), default="")
+    entered_at: Mapped[datetime]
+
+
+class FlagKind(enum.StrEnum):
+    HIGH_RISK = "high_risk"
+    ABUSIVE = "abusive"
+
+
+class CallerFlag(Base):
+    """A mark on a caller number: high-risk callers skip the menu to the crisis tier;
+    abusive callers get the site's configured path (never without the crisis option)."""
+
+    __tablename__ = "caller_flags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), index=True)  # normalised
+    kind: Mapped[FlagKind] = mapped_column(_enum(FlagKind))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    call_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
