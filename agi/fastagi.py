@@ -17,6 +17,9 @@ protects those but not the keys sent after the caller name (``agi_context``,
 ``agi_extension``, ``agi_arg_N``...). Our dialplan therefore passes the caller ID
 base64-encoded in the AGI arguments; routes must decode it from ``args`` and must not
 take caller data from ``headers``.
+
+Every session is measured (agi/metrics.py): the backend's own time per step, from an
+answer read to the next command written, and any SQL run from the session's task.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
 import structlog
 from panoramisk.fast_agi import Application, Request
+
+from agi.metrics import AgiMetrics, StepTimer, enter_session, leave_session
 
 log = structlog.get_logger(__name__)
 
@@ -108,7 +114,7 @@ class AgiChannel(Request):
 
     def __init__(self, app: _AgiApplication, headers: dict[str, str],
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 *, command_timeout: float) -> None:
+                 *, command_timeout: float, steps: StepTimer | None = None) -> None:
         super().__init__(app=app, headers=MappingProxyType(headers), reader=reader,
                          writer=writer, encoding="utf-8")
         self.args: list[str] = _ordered_args(headers)
@@ -119,6 +125,7 @@ class AgiChannel(Request):
         self._lock = asyncio.Lock()  # answers are matched to commands by order only
         self._hung_up = False
         self._broken: str | None = None
+        self._steps = steps
 
     async def send_command(self, command: str) -> AgiResult:
         """panoramisk's name for :meth:`command`; its own version has no timeout or EOF check."""
@@ -243,6 +250,8 @@ class AgiChannel(Request):
     async def _write_line(self, line: str) -> None:
         try:
             self.writer.write(line.encode("utf-8") + b"\n")
+            if self._steps is not None:
+                self._steps.command_written(line)
             await self.writer.drain()
         except (ConnectionError, OSError) as exc:
             raise AgiHangup(f"socket closed while sending: {exc}") from exc
@@ -255,6 +264,10 @@ class AgiChannel(Request):
         except ValueError as exc:  # longer than the stream limit
             self._broken = "answer line too long"
             raise AgiCommandError(self._broken) from exc
+        finally:
+            # Asterisk's turn is over (the answer, a hangup, EOF): the backend's begins.
+            if self._steps is not None:
+                self._steps.answer_read()
         if not raw.endswith(b"\n"):
             raise AgiHangup("socket closed by Asterisk")
         return raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -335,11 +348,13 @@ class FastAgiServer:
 
     Counters: ``active_sessions`` (sessions being served), ``sessions_total`` (accepted
     connections), ``errors_total`` (bad or timed-out header blocks, unknown routes, route
-    exceptions; a hangup is not an error).
+    exceptions; a hangup is not an error). ``metrics`` (agi/metrics.py): the time per
+    step and the SQL run inside sessions.
     """
 
     def __init__(self, *, host: str, port: int, header_timeout: float = 5.0,
-                 command_timeout: float = 30.0, max_header_bytes: int = 65536) -> None:
+                 command_timeout: float = 30.0, max_header_bytes: int = 65536,
+                 metrics: AgiMetrics | None = None) -> None:
         self.host = host
         self._port = port
         self.header_timeout = header_timeout
@@ -351,6 +366,7 @@ class FastAgiServer:
         self._closing = False
         self.sessions_total = 0
         self.errors_total = 0
+        self.metrics = metrics if metrics is not None else AgiMetrics()
 
     @property
     def active_sessions(self) -> int:
@@ -405,6 +421,7 @@ class FastAgiServer:
         assert task is not None
         self._sessions.add(task)
         self.sessions_total += 1
+        self.metrics.sessions.inc()
         peer = writer.get_extra_info("peername")
         try:
             if not self._closing:
@@ -417,6 +434,7 @@ class FastAgiServer:
             log.info("fastagi.session_cancelled", peer=peer)
         finally:
             self._sessions.discard(task)
+            self.metrics.sessions.dec()
             await _close_writer(writer)
 
     async def _run_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -431,16 +449,22 @@ class FastAgiServer:
             self.errors_total += 1
             log.warning("fastagi.bad_headers", peer=peer, reason=str(exc))
             return
+        headers_read = perf_counter()
         path = _normalise_path(headers.get("agi_network_script", ""))
         route = self._app.find_route(path)
         if route is None:
             self.errors_total += 1
             log.error("fastagi.no_route", peer=peer, path=path)
             return
+        steps = self.metrics.session(path, headers_read)
         channel = AgiChannel(self._app, headers, reader, writer,
-                             command_timeout=self.command_timeout)
+                             command_timeout=self.command_timeout, steps=steps)
         log.debug("fastagi.session", peer=peer, path=path,
                   uniqueid=headers.get("agi_uniqueid"))
+        # Set in this session's own task: tasks copy the context when they are created,
+        # so those that already run (the journal's writer, the AMI listener) never see it;
+        # a task the route itself starts counts as part of the session.
+        session = enter_session(steps)
         try:
             await route(channel)
         except AgiHangup as exc:
@@ -448,6 +472,9 @@ class FastAgiServer:
         except Exception:
             self.errors_total += 1
             log.exception("fastagi.route_failed", path=path)
+        finally:
+            steps.session_ended()
+            leave_session(session)
 
     async def _read_headers(self, reader: asyncio.StreamReader) -> dict[str, str]:
         """Read the header block line by line: EOF, size and time are all bounded."""

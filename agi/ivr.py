@@ -1,32 +1,30 @@
-"""FastAGI route `ivr`: play the main menu, collect a digit, set the route and return.
+"""FastAGI route `ivr`: walk the site's published menu, set the route and return.
 
 The dialplan passes: linkedid, site code, base64 caller number, base64 caller name, the
-dialled number. This route only plays prompts and reads digits (short steps); the queue,
-the dial and every wait on a person run in the dialplan after it returns.
+dialled number, and the node to resume at (after a self-help programme, else empty).
+The rules come from memory (`RoutingTable`): no call waits on the database. This route
+only plays prompts and reads digits (short steps); the queue, the dial, the programme and
+every wait on a person run in the dialplan after it returns.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import structlog
 
-from agi.fastagi import AgiChannel, AgiHangup
+from agi.fastagi import AgiChannel, AgiCommandError, AgiHangup
 from hotline.calls.storage import CallJournal
 from hotline.clock import Clock
-from routing.callers import display_name_from_sip
-from routing.ivr import Menu, Reprompt, RouteDecision, decide
+from hotline.rules.published import RoutingTable, SiteRouting
+from routing.callers import display_name_from_sip, normalise_number
+from routing.menu import MenuWalk, Play, Route
+from routing.variables import route_variables
 
 log = structlog.get_logger(__name__)
-
-ALL_DIGITS = "0123456789*#"
-WELCOME = "hotline/welcome"
-MENU = "hotline/menu"
-INVALID = "hotline/invalid"
 
 
 def decode_b64(value: str) -> str:
@@ -41,66 +39,95 @@ def decode_b64(value: str) -> str:
 
 
 class IvrRoute:
-    def __init__(self, *, journal: CallJournal, clock: Clock,
-                 menus: Callable[[], Mapping[str, Menu]], default_site: str,
-                 digit_timeout_ms: int) -> None:
+    def __init__(self, *, journal: CallJournal, clock: Clock, routing: RoutingTable) -> None:
         self._journal = journal
         self._clock = clock
-        self._menus = menus
-        self._default_site = default_site
-        self._digit_timeout_ms = digit_timeout_ms
+        self._routing = routing
 
     async def __call__(self, channel: AgiChannel) -> None:
-        args = [*channel.args, "", "", "", "", ""]
+        args = [*channel.args, "", "", "", "", "", ""]
         linkedid = args[0] or channel.headers.get("agi_uniqueid", "")
-        menus = self._menus()
-        site = args[1] if args[1] in menus else self._default_site
-        menu = menus[site]
-        caller: dict[str, Any] = {
-            "site_code": site, "caller_number": decode_b64(args[2]),
+        site = self._routing.site(args[1])
+        raw_number = decode_b64(args[2])
+        number = normalise_number(raw_number)
+        resume = args[5] or None
+        now = self._clock.now()
+        caller = self._routing.caller(site, number, now)
+        walk = MenuWalk(rules=site.rules, at=now, calendar=self._routing.state.calendar,
+                        staffed=self._routing.staffed(site.code, now), caller=caller)
+        call: dict[str, Any] = {
+            "site_code": site.code, "caller_number": raw_number, "caller_kind": number.kind.value,
             "caller_name": display_name_from_sip(decode_b64(args[3])),
-            "dialed_number": args[4] or None,
+            "dialed_number": args[4] or None, "rules_version": site.version,
         }
         # The IVR's steps are kept here and written once, with the route: one journal
-        # change per call instead of one per digit.
-        steps: list[tuple[str, datetime, dict[str, Any]]] = [
-            ("ivr_start", self._clock.now(), {"channel": channel.headers.get("agi_channel", "")})
-        ]
-        digits: list[str | None] = []
+        # change per call step instead of one per digit.
+        steps: list[tuple[str, datetime, dict[str, Any]]] = [("ivr_start", now, {
+            "channel": channel.headers.get("agi_channel", ""), "rules_version": site.version,
+            "site_open": walk.site_open, "resume": resume,
+            "flags": [name for name, on in (("high_risk", caller.high_risk),
+                                            ("abusive", caller.abusive)) if on]})]
         try:
-            decision = await self._collect(channel, menu, digits, steps)
+            route = await self._walk(channel, walk, site, resume, steps)
         except AgiHangup:
             self._journal.record(linkedid, self._clock.now(), event="ivr_hangup", source="agi",
-                                 data={}, steps=steps, **caller,
-                                 digits="".join(d for d in digits if d) or None)
+                                 data={"path": walk.path}, steps=steps, **call,
+                                 digits=_digits(walk) or None)
             return
-        destination = decision.destination
-        # One round trip for every variable the dialplan reads (DESIGN §4).
-        await channel.set_variables({
-            "HOTLINE_CALL_ID": self._journal.call_id(linkedid),
-            "HOTLINE_QUEUE": destination.queue,
-            "HOTLINE_PRIORITY": str(destination.priority),
-            "HOTLINE_ROUTE": destination.route.value,
-        })
+        digits = _digits(walk)
+        # One round trip for every variable the dialplan reads (DESIGN §4), the same set
+        # the classic AGI fallback writes.
+        await channel.set_variables(route_variables(
+            call_id=self._journal.call_id(linkedid), route=route, digits=walk.digits,
+            rules_version=site.version, sound=site.sound))
         self._journal.record(
             linkedid, self._clock.now(), event="route", source="agi", steps=steps,
-            data={"route": destination.route.value, "queue": destination.queue,
-                  "priority": destination.priority, "reason": decision.reason.value},
-            route=destination.route.value, queue=destination.queue,
-            priority=destination.priority,
-            digits="".join(d for d in digits if d) or None, **caller,
+            data={"route": route.kind.value, "queue": route.queue, "priority": route.priority,
+                  "reason": route.reason.value, "node": route.node, "path": walk.path,
+                  "number": route.number or None},
+            route=route.kind.value, queue=route.queue or None, priority=route.priority,
+            digits=digits or None, **call,
         )
 
-    async def _collect(self, channel: AgiChannel, menu: Menu, digits: list[str | None],
-                       steps: list[tuple[str, datetime, dict[str, Any]]]) -> RouteDecision:
-        # A digit pressed during the welcome or the "invalid" prompt counts as the choice.
-        early = await channel.stream_file(WELCOME, ALL_DIGITS)
-        while True:
-            digit = early if early is not None else await channel.get_data(
-                MENU, self._digit_timeout_ms, 1)
-            digits.append(digit)
-            steps.append(("digit", self._clock.now(), {"digit": digit, "attempt": len(digits)}))
-            decision = decide(menu, digits)
-            if not isinstance(decision, Reprompt):
-                return decision
-            early = await channel.stream_file(INVALID, ALL_DIGITS)
+    async def _walk(self, channel: AgiChannel, walk: MenuWalk, site: SiteRouting,
+                    resume: str | None,
+                    steps: list[tuple[str, datetime, dict[str, Any]]]) -> Route:
+        action = walk.start(resume)
+        while not isinstance(action, Route):
+            sound = site.sound(action.prompt)
+            # What the caller heard is part of the record (which recording, which version).
+            if isinstance(action, Play):
+                played = True
+                try:
+                    digit = await channel.stream_file(sound, action.escape_digits)
+                except AgiCommandError:
+                    # A missing prompt must not stop the call: carry on without it.
+                    log.warning("prompt could not be played", sound=sound)
+                    digit, played = None, False
+                steps.append(("prompt", self._clock.now(),
+                              {"sound": sound, "played": played, "digit": digit}))
+                pressed_before = len(walk.digits)
+                action = walk.played(digit)
+                if len(walk.digits) > pressed_before:
+                    # A digit pressed during the prompt answered the menu that follows it.
+                    steps.append(("digit", self._clock.now(), {
+                        "digit": digit, "node": walk.inputs[-1][0],
+                        "attempt": len(walk.digits), "prompt": sound, "played": played,
+                        "during_prompt": True}))
+                continue
+            played = True
+            try:
+                digit = await channel.get_data(sound, action.timeout_ms, 1)
+            except AgiCommandError:
+                log.warning("menu prompt could not be played", sound=sound)
+                digit, played = None, False
+            steps.append(("digit", self._clock.now(),
+                          {"digit": digit, "node": action.node, "attempt": len(walk.digits) + 1,
+                           "prompt": sound, "played": played}))
+            action = walk.collected(digit)
+        return action
+
+
+def _digits(walk: MenuWalk) -> str:
+    # The column holds 64; a caller pressing round menus for long keeps the last ones.
+    return "".join(d for d in walk.digits if d)[-64:]

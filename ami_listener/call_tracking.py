@@ -220,11 +220,26 @@ class CallTracker:
                       "channel": _text(message, "DestChannel")}, **fields)
 
     async def on_user_event(self, message: Message) -> None:
-        if _text(message, "UserEvent") == "HotlineFallback":
-            linkedid = _text(message, "Linkedid")
+        kind = _text(message, "UserEvent")
+        linkedid = _text(message, "Linkedid")
+        if kind == "HotlineFallback":
             self._record(linkedid, "fallback", {"agi_status": _text(message, "AgiStatus")},
                          route="fallback", fallback=True,
                          site_code=_text(message, "Site") or None)
+        elif kind == "HotlineRoute":
+            # The classic AGI script routed the call (the FastAGI server was unreachable):
+            # it cannot write the record, so the dialplan announces the route here.
+            priority = _text(message, "Priority")
+            version = _text(message, "RulesVersion")
+            digits = _text(message, "Digits")[-64:]
+            self._record(linkedid, "route", {
+                "via": _text(message, "Via"), "route": _text(message, "Route"),
+                "queue": _text(message, "Queue"), "reason": _text(message, "Reason"),
+                "node": _text(message, "Node")},
+                route=_text(message, "Route") or None, queue=_text(message, "Queue") or None,
+                priority=int(priority) if priority.isdigit() else None,
+                rules_version=int(version) if version.isdigit() else None,
+                digits=digits or None, fallback=True)
 
     async def on_hangup(self, message: Message) -> None:
         if not self._is_caller(message):

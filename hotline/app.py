@@ -7,17 +7,19 @@ cancelled and awaited.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
 
 from agi.fastagi import FastAgiServer
 from agi.ivr import IvrRoute
+from agi.metrics import AgiMetrics
+from agi.survey import SurveyRoute
 from ami_listener.call_tracking import CallTracker
 from ami_listener.connection import AmiConnection
 from hotline.calls import http as calls_http
@@ -25,51 +27,37 @@ from hotline.calls.storage import CallJournal
 from hotline.clock import Clock
 from hotline.config import Settings
 from hotline.db.engine import create_engine_for, session_factory
-from hotline.db.models import Counsellor, QueueKind, Site
+from hotline.db.models import Counsellor
 from hotline.live import LiveState
+from hotline.people import http as people_http
+from hotline.prompts import http as prompts_http
+from hotline.rules import http as rules_http
+from hotline.rules.bus import RulesBus
+from hotline.rules.published import RoutingTable
+from hotline.rules.services import RulesService
+from hotline.rules.snapshot_files import write_fallback_files
 from hotline.web import health as health_http
+from hotline.web import metrics as metrics_http
 from hotline.web import openapi as openapi_http
 from hotline.web.auth import bearer_auth, json_errors
 from hotline.web.keys import COMPONENTS, SESSIONS, SETTINGS
-from routing.ivr import Menu, default_menu
+from routing.snapshot import RulesSnapshot
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass
 class Directory:
-    """Sites' menus and counsellors' interfaces, loaded once: no call waits on the database."""
+    """Counsellors' interfaces, loaded once: no AMI event waits on the database."""
 
-    menus: dict[str, Menu] = field(default_factory=dict)
     interfaces: dict[str, tuple[int, str]] = field(default_factory=dict)
-    default_site: str = "default"
 
     def counsellor_for_interface(self, interface: str) -> tuple[int, str] | None:
         return self.interfaces.get(interface)
 
-    def site_menus(self) -> Mapping[str, Menu]:
-        return self.menus
-
-    async def load(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    async def load(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         async with sessions() as session:
-            sites = (await session.scalars(select(Site).options(selectinload(Site.queues)))).all()
             counsellors = (await session.scalars(select(Counsellor))).all()
-        menus = {}
-        for site in sites:
-            by_kind = {queue.kind: queue.name for queue in site.queues}
-            menus[site.code] = default_menu(
-                crisis_queue=by_kind.get(QueueKind.CRISIS, "crisis"),
-                psych_queue=by_kind.get(QueueKind.PSYCH, "psych"),
-                legal_queue=by_kind.get(QueueKind.LEGAL, "legal"),
-                crisis_priority=settings.ivr.crisis_priority,
-                normal_priority=settings.ivr.normal_priority,
-            )
-        if settings.demo.site_code not in menus:
-            # An empty database still routes every caller to a human.
-            menus[settings.demo.site_code] = default_menu(
-                crisis_priority=settings.ivr.crisis_priority)
-        self.menus = menus
-        self.default_site = settings.demo.site_code
         self.interfaces = {f"PJSIP/{c.sip_username}": (c.id, c.name) for c in counsellors}
 
 
@@ -82,15 +70,54 @@ class Components:
     fastagi: FastAgiServer
     tracker: CallTracker
     directory: Directory
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    routing: RoutingTable
+    rules: RulesService
+    rules_bus: RulesBus
+    agi_metrics: AgiMetrics
 
 
 def build_components(settings: Settings) -> Components:
     clock = Clock.from_settings(settings.clock)
     engine = create_engine_for(settings.database_url, echo=settings.database.echo)
+    # /metrics: AGI step times, and every SQL statement — those run inside a FastAGI
+    # session counted apart (routing reads memory only: that count stays 0).
+    agi_metrics = AgiMetrics(keep_samples=settings.agi.keep_step_samples)
+    agi_metrics.watch_engine(engine)
     journal = CallJournal(engine=engine, node=settings.asterisk.node_name)
     live = LiveState(url=settings.redis.url, prefix=settings.redis.key_prefix,
                      timeout=settings.redis.timeout_seconds)
-    directory = Directory(default_site=settings.demo.site_code)
+    directory = Directory()
+    sessions = session_factory(engine)
+
+    async def write_fallback(snapshots: list[tuple[RulesSnapshot, bool]]) -> None:
+        # The classic AGI fallback reads these where Asterisk runs; a failure to write them
+        # must not stop the backend from routing.
+        try:
+            await asyncio.to_thread(write_fallback_files, settings, snapshots)
+        except OSError as error:
+            log.error("classic AGI snapshot not written", error=repr(error))
+
+    routing = RoutingTable(sessions=sessions, clock=clock, default_site=settings.demo.site_code,
+                           crisis_priority=settings.ivr.crisis_priority,
+                           node=settings.asterisk.node_name, on_loaded=write_fallback)
+
+    async def routing_changed() -> None:
+        await routing.reload_quietly()
+
+    rules_bus = RulesBus(url=settings.redis.url, prefix=settings.redis.key_prefix,
+                         node=settings.asterisk.node_name, timeout=settings.redis.timeout_seconds,
+                         on_change=routing_changed,
+                         refresh_seconds=settings.rules.refresh_seconds)
+
+    async def rules_published(site: str | None) -> None:
+        # This node at once; the others through the bus (or their refresh timer).
+        await routing.reload_quietly()
+        await rules_bus.announce(site)
+
+    rules = RulesService(sessions=sessions, clock=clock,
+                         crisis_priority=settings.ivr.crisis_priority, on_change=rules_published)
     ami = AmiConnection(
         host=settings.ami.host, port=settings.ami.port, username=settings.ami.username,
         secret=settings.ami.secret, action_timeout=settings.ami.action_timeout_seconds,
@@ -101,25 +128,28 @@ def build_components(settings: Settings) -> Components:
     tracker.subscribe(ami)
     fastagi = FastAgiServer(host=settings.agi.host, port=settings.agi.port,
                             header_timeout=settings.agi.header_timeout_seconds,
-                            command_timeout=settings.agi.command_timeout_seconds)
-    fastagi.add_route("ivr", IvrRoute(
-        journal=journal, clock=clock, menus=directory.site_menus,
-        default_site=settings.demo.site_code,
-        digit_timeout_ms=int(settings.ivr.digit_timeout_seconds * 1000),
-    ))
+                            command_timeout=settings.agi.command_timeout_seconds,
+                            metrics=agi_metrics)
+    fastagi.add_route("ivr", IvrRoute(journal=journal, clock=clock, routing=routing))
+    fastagi.add_route("survey", SurveyRoute(journal=journal, clock=clock, routing=routing))
     return Components(engine=engine, journal=journal, live=live, ami=ami, fastagi=fastagi,
-                      tracker=tracker, directory=directory)
+                      tracker=tracker, directory=directory, sessions=sessions, clock=clock,
+                      routing=routing,
+                      rules=rules, rules_bus=rules_bus, agi_metrics=agi_metrics)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[json_errors, bearer_auth(settings.web.api_token)])
+    app = web.Application(middlewares=[json_errors, bearer_auth])
     components = build_components(settings)
     app[SETTINGS] = settings
     app[COMPONENTS] = components
-    app[SESSIONS] = session_factory(components.engine)
+    app[SESSIONS] = components.sessions
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        await components.directory.load(app[SESSIONS], settings)
+        await components.directory.load(app[SESSIONS])
+        # The published rules must be in memory before the FastAGI server takes a call;
+        # if the database cannot be read, the built-in default rules serve.
+        await components.routing.reload_quietly()
         await components.journal.start()
         yield
         await components.journal.close()
@@ -127,7 +157,9 @@ def create_app(settings: Settings) -> web.Application:
 
     async def redis(_app: web.Application) -> AsyncIterator[None]:
         await components.live.start()
+        await components.rules_bus.start()
         yield
+        await components.rules_bus.close()
         await components.live.close()
 
     async def ami(_app: web.Application) -> AsyncIterator[None]:
@@ -147,6 +179,10 @@ def create_app(settings: Settings) -> web.Application:
     if settings.agi.enabled:
         app.cleanup_ctx.append(fastagi)
     calls_http.add_routes(app)
+    people_http.add_routes(app)
+    rules_http.add_routes(app)
+    prompts_http.add_routes(app)
     health_http.add_routes(app)
+    metrics_http.add_routes(app, components.agi_metrics)
     openapi_http.add_routes(app)
     return app

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,17 +84,31 @@ def db_current(settings: Settings) -> None:
 # -- demo ----------------------------------------------------------------------------------
 
 async def _seed(settings: Settings) -> list[Any]:
+    from hotline.audit import Actor
     from hotline.clock import Clock
-    from hotline.db.engine import create_engine_for, session_factory
-    from hotline.demo import seed_demo
+    from hotline.demo import DEMO_ADMIN_SECRET, seed_admin, seed_demo
+    from hotline.secrets import generated_secret
 
-    engine = create_engine_for(settings.database_url)
-    try:
-        async with session_factory(engine)() as session:
-            return await seed_demo(session, site_code=settings.demo.site_code,
-                                   now=Clock.from_settings(settings.clock).now())
-    finally:
-        await engine.dispose()
+    async with _people(settings) as people:
+        async with people.sessions() as session:
+            counsellors = await seed_demo(session, site_code=settings.demo.site_code,
+                                          now=Clock.from_settings(settings.clock).now())
+        await _rules_service(settings, people.sessions).seed_defaults(
+            settings.demo.site_code, actor=Actor.system("demo"))
+        await seed_admin(people, password=generated_secret(settings.var_dir, DEMO_ADMIN_SECRET))
+    return counsellors
+
+
+def _rules_service(settings: Settings, sessions: Any) -> Any:
+    from hotline.clock import Clock
+    from hotline.rules.services import RulesService
+
+    async def published(_site: str | None) -> None:
+        # A running backend picks the change up from the database on its refresh timer.
+        return None
+
+    return RulesService(sessions=sessions, clock=Clock.from_settings(settings.clock),
+                        crisis_priority=settings.ivr.crisis_priority, on_change=published)
 
 
 def _sip_host(settings: Settings) -> str:
@@ -116,8 +131,24 @@ def print_credentials(settings: Settings, counsellors: list[Any]) -> None:
         table.add_row(counsellor.name, counsellor.tier, counsellor.username, counsellor.secret,
                       server)
     Console().print(table)
-    Console().print(f"Admin API: http://{settings.web.host}:{settings.web.port}/api/ "
-                    f"with header 'Authorization: Bearer {settings.web.api_token}'")
+    print_admin_login(settings)
+
+
+def print_admin_login(settings: Settings) -> None:
+    from hotline.demo import DEMO_ADMIN, DEMO_ADMIN_SECRET
+    from hotline.secrets import generated_secret
+
+    password = generated_secret(settings.var_dir, DEMO_ADMIN_SECRET)
+    base = f"http://{settings.web.host}:{settings.web.port}/api"
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"Admin API: {base}/  sign in as [bold]{DEMO_ADMIN}[/] with the password "
+              f"[bold]{password}[/] (generated into var/secrets.toml; "
+              f"`hotline users passwd {DEMO_ADMIN}` changes it). Get a token by signing in:")
+    out.print(f"  curl -s -X POST {base}/auth/login -H 'Content-Type: application/json' "
+              f"-d '{{\"username\": \"{DEMO_ADMIN}\", \"password\": \"{password}\"}}'",
+              markup=False)
+    out.print(f"or for a script: TOKEN=$(hotline users token {DEMO_ADMIN} --name my-script); "
+              "then send the header \"Authorization: Bearer $TOKEN\".", markup=False)
 
 
 @main.command()
@@ -128,6 +159,138 @@ def demo(settings: Settings) -> None:
 
     upgrade(settings.database_url)
     print_credentials(settings, _run(lambda: _seed(settings)))
+
+
+# -- users ---------------------------------------------------------------------------------
+
+@asynccontextmanager
+async def _people(settings: Settings) -> AsyncIterator[Any]:
+    from hotline.clock import Clock
+    from hotline.db.engine import create_engine_for, session_factory
+    from hotline.people.services import People
+
+    engine = create_engine_for(settings.database_url)
+    try:
+        yield People(sessions=session_factory(engine), clock=Clock.from_settings(settings.clock))
+    finally:
+        await engine.dispose()
+
+
+def _people_run(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run one People action on the latest schema; its errors become a CLI error (exit 1)."""
+    from hotline.db.migrate import upgrade
+    from hotline.people.services import PeopleError
+
+    upgrade(settings.database_url)
+
+    async def run() -> T:
+        async with _people(settings) as people:
+            return await action(people)
+
+    try:
+        return _run(run)
+    except PeopleError as error:
+        raise click.ClickException(error.message) from error
+
+
+def _read_password(password_stdin: bool) -> tuple[str, bool]:
+    """The password from the first line of stdin, or a generated one (and whether it was)."""
+    from hotline.people.passwords import generate_password
+
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n"), False
+    return generate_password(), True
+
+
+CLI_ACTOR = "cli"
+# The values of hotline.db.models.Role (not imported here: the CLI starts faster).
+ROLES = ("admin", "supervisor", "counsellor", "duty_officer")
+
+
+@main.group()
+def users() -> None:
+    """People who use the admin API: roles, passwords, API tokens."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--role", required=True,
+              type=click.Choice(ROLES))
+@click.option("--display-name", default="", help="The name shown to other users.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from stdin; otherwise one is generated and printed.")
+@pass_settings
+def users_add(settings: Settings, username: str, role: str, display_name: str,
+              password_stdin: bool) -> None:
+    """Add a user. A generated password is printed alone on stdout."""
+    from hotline.audit import Actor
+    from hotline.db.models import Role
+
+    password, generated = _read_password(password_stdin)
+    _people_run(settings, lambda people: people.create_user(
+        Actor.system(CLI_ACTOR), username=username, role=Role(role), password=password,
+        display_name=display_name))
+    console.print(f"[green]user {username} ({role}) added")
+    if generated:
+        console.print("their password:")
+        click.echo(password)
+
+
+@users.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from stdin; otherwise one is generated and printed.")
+@pass_settings
+def users_passwd(settings: Settings, username: str, password_stdin: bool) -> None:
+    """Set a user's password. A generated password is printed alone on stdout."""
+    from hotline.audit import Actor
+
+    password, generated = _read_password(password_stdin)
+
+    async def change(people: Any) -> None:
+        user = await people.user_named(username)
+        await people.update_user(Actor.system(CLI_ACTOR), user.id, password=password)
+
+    _people_run(settings, change)
+    console.print(f"[green]password of {username} changed")
+    if generated:
+        console.print("their password:")
+        click.echo(password)
+
+
+@users.command("token")
+@click.argument("username")
+@click.option("--name", default="cli", show_default=True, help="A label for the token.")
+@click.option("--expires-in-days", type=click.IntRange(min=1), default=None,
+              help="Days until it expires (default: never; revoke it when done).")
+@pass_settings
+def users_token(settings: Settings, username: str, name: str,
+                expires_in_days: int | None) -> None:
+    """Issue an API token for a user and print only the token on stdout."""
+    from hotline.audit import Actor
+
+    async def issue(people: Any) -> str:
+        user = await people.user_named(username)
+        issued = await people.issue_token(Actor.system(CLI_ACTOR), user.id, name=name,
+                                          expires_in_days=expires_in_days)
+        return str(issued.token)
+
+    click.echo(_people_run(settings, issue))
+
+
+@users.command("list")
+@pass_settings
+def users_list(settings: Settings) -> None:
+    """List the users."""
+    people = _people_run(settings, lambda people: people.list_users())
+    table = Table(title="Users")
+    for column in ("id", "username", "display name", "role", "active", "last sign-in"):
+        table.add_column(column)
+    for user in people:
+        last = user.last_login_at.isoformat(timespec="seconds") if user.last_login_at else "-"
+        table.add_row(str(user.id), user.username, user.display_name, user.role.value,
+                      "yes" if user.active else "no", last)
+    Console().print(table)
 
 
 # -- asterisk ------------------------------------------------------------------------------
@@ -180,12 +343,9 @@ def asterisk() -> None:
 @pass_settings
 def asterisk_build(settings: Settings, force: bool) -> None:
     """Build (or reuse) the Asterisk chroot and its Mandarin prompts."""
-    from hotline.asterisk.prompts import build_prompts
-
     sandbox = _sandbox(settings)
     sandbox.build(force=force)
-    build_prompts(sounds_dir=sandbox.sounds_dir, language=settings.asterisk.sounds_language,
-                  console=console)
+    build_sandbox_prompts(settings, sandbox)
 
 
 @asterisk.command("render")
@@ -211,13 +371,23 @@ def asterisk_render(settings: Settings, output: Path | None) -> None:
         console.print(f'  {name}: #include "{(output / f"hotline_{name}").resolve()}"')
 
 
-def start_sandbox(settings: Settings) -> None:
-    from hotline.asterisk.prompts import build_prompts
+def build_sandbox_prompts(settings: Settings, sandbox: Any, *, force: bool = False) -> None:
+    """Everything a caller can hear, in Mandarin (and the hotline prompts in English), into
+    the sandbox's sounds directory."""
+    from hotline.asterisk.prompts import build_all_prompts
 
+    build_all_prompts(
+        sounds_dir=sandbox.sounds_dir, language=settings.asterisk.sounds_language, force=force,
+        console=console,
+        # Inside the chroot sounds/en is an absolute symlink: resolve it there, not on the host.
+        language_dir=lambda language: sandbox.host_path(f"/usr/share/asterisk/sounds/{language}"),
+    )
+
+
+def start_sandbox(settings: Settings) -> None:
     sandbox = _sandbox(settings)
     sandbox.build()
-    build_prompts(sounds_dir=sandbox.sounds_dir, language=settings.asterisk.sounds_language,
-                  console=console)
+    build_sandbox_prompts(settings, sandbox)
     install_rendered(settings)
     sandbox.up()
     status = sandbox.status()
@@ -276,11 +446,8 @@ def prompts() -> None:
 @click.option("--force", is_flag=True)
 @pass_settings
 def prompts_build(settings: Settings, force: bool) -> None:
-    """Generate the Mandarin prompts with espeak-ng into the sandbox's sounds."""
-    from hotline.asterisk.prompts import build_prompts
-
-    build_prompts(sounds_dir=_sandbox(settings).sounds_dir,
-                  language=settings.asterisk.sounds_language, force=force, console=console)
+    """Generate the Mandarin prompts and system sounds with espeak-ng into the sandbox."""
+    build_sandbox_prompts(settings, _sandbox(settings), force=force)
 
 
 # -- serving -------------------------------------------------------------------------------

@@ -68,13 +68,20 @@ class AgiSettings(BaseModel):
     url: str = "agi://127.0.0.1:4573"
     header_timeout_seconds: float = 5.0
     command_timeout_seconds: float = 30.0
+    # Keep every AGI step's duration in memory (the last 200,000) for exact percentiles:
+    # GET /api/agi/step-samples (admin). For benchmarks; /metrics has the histogram always.
+    keep_step_samples: bool = False
+    # The classic AGI script (pyst2) the dialplan runs when the FastAGI server is
+    # unreachable: a path on the Asterisk host (inside the chroot in the sandbox).
+    classic_command: str = "/opt/hotline12355/bin/hotline-ivr-classic"
 
 
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
-    # Empty means generated once into var/secrets.toml.
-    api_token: str = ""
+    # Tokens from POST /api/auth/login expire after this; users and tokens live in the
+    # database (`hotline users ...`), there is no token in the configuration.
+    login_token_hours: float = 12.0
 
 
 class IvrSettings(BaseModel):
@@ -98,6 +105,8 @@ class AsteriskSettings(BaseModel):
     """The sandboxed Asterisk 22 (a Debian sid chroot) or the operator's own."""
 
     chroot_dir: Path = Field(default_factory=lambda: _default_cache_dir() / "asterisk-sid")
+    # Where the dialplan records voicemail messages (a path on the Asterisk host).
+    voicemail_spool: str = "/var/spool/asterisk/hotline-voicemail"
     debian_suite: str = "sid"
     debian_mirror: str = ""
     sip_bind: str = "0.0.0.0"
@@ -114,6 +123,29 @@ class AsteriskSettings(BaseModel):
     full_log: bool = False
     # Render the benchmark's extensions (99001 FastAGI IVR, 99002 the same in dialplan).
     bench: bool = False
+
+
+class RulesSettings(BaseModel):
+    """Routing rules: every node reloads the published rules on a Redis message and, as a
+    backstop when Redis is down, every `refresh_seconds`."""
+
+    refresh_seconds: float = 60.0
+    # The /api/health calendar check warns when these coming days lack official dates.
+    calendar_warning_days: int = 60
+    # Where the snapshot of the published rules is written for the classic AGI fallback
+    # (a directory Asterisk's host can read); the sandbox's when empty.
+    snapshot_dir: Path | None = None
+
+
+class PromptSettings(BaseModel):
+    """The prompt library: recordings administrators upload, or text spoken by espeak-ng."""
+
+    # Asterisk's sounds directory as this process reaches it (a shared mount in production);
+    # empty means the sandbox's (<asterisk.chroot_dir>/usr/share/asterisk/sounds).
+    sounds_dir: Path | None = None
+    # Longest recording accepted, and largest upload read.
+    max_duration_seconds: float = 600.0
+    max_upload_bytes: int = 200 * 1024 * 1024
 
 
 class DemoSettings(BaseModel):
@@ -139,7 +171,9 @@ class Settings(BaseSettings):
     ivr: IvrSettings = Field(default_factory=IvrSettings)
     queues: QueueDefaults = Field(default_factory=QueueDefaults)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
 
     @field_validator("var_dir")
     @classmethod

@@ -9,18 +9,21 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from hotline.audit import Actor
 from hotline.db.models import (
     AuditEntry,
     Counsellor,
     OnCallNumber,
     Queue,
     QueueKind,
+    Role,
     Seat,
     Shift,
     Site,
     SiteNumber,
     Tier,
 )
+from hotline.people.services import Conflict, NotFound, People
 from hotline.secrets import new_sip_secret
 
 DEMO_QUEUES = (
@@ -35,6 +38,9 @@ DEMO_COUNSELLORS = (
     ("c1003", "王老师", Tier.CONSULTATION, Seat.CLOUD, ["psych"]),
 )
 DEMO_ONCALL = (("13800000001", "值班主任手机"), ("13800000002", "备用值班手机"))
+DEMO_ADMIN = "admin"
+# The demo admin's password is generated once under this name into var/secrets.toml.
+DEMO_ADMIN_SECRET = "admin_password"
 
 
 @dataclass(frozen=True)
@@ -89,3 +95,21 @@ async def seed_demo(session: AsyncSession, *, site_code: str, now: datetime,
                            after={"counsellors": [c.username for c in seeded]}))
     await session.commit()
     return seeded
+
+
+async def seed_admin(people: People, *, password: str) -> bool:
+    """Create the demo `admin` user (role admin) unless it exists; True when created.
+
+    An existing `admin` keeps its password, role and tokens: running the demo again is safe.
+    """
+    try:
+        await people.user_named(DEMO_ADMIN)
+        return False
+    except NotFound:
+        pass
+    try:
+        await people.create_user(Actor.system("cli"), username=DEMO_ADMIN, role=Role.ADMIN,
+                                 password=password, display_name="演示管理员")
+    except Conflict:  # created by a concurrent run
+        return False
+    return True

@@ -51,6 +51,4 @@ def new_sip_secret() -> str:
 def fill_generated_secrets(settings: Settings) -> Settings:
     if not settings.ami.secret:
         settings.ami.secret = generated_secret(settings.var_dir, "ami_secret")
-    if not settings.web.api_token:
-        settings.web.api_token = generated_secret(settings.var_dir, "api_token", 32)
     return settings

@@ -54,6 +54,8 @@ def render(plan: PbxPlan, settings: Settings) -> dict[str, str]:
         "plan": plan,
         "settings": settings,
         "agi_url": settings.agi.url.rstrip("/"),
+        "classic_agi": settings.agi.classic_command,
+        "voicemail_spool": settings.asterisk.voicemail_spool.rstrip("/"),
         "queues": settings.queues,
         "ivr": settings.ivr,
     }

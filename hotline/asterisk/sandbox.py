@@ -16,6 +16,12 @@ package's samples go to /etc/asterisk.dist; pristine ones are in
 section (queues, voicemail, features, confbridge, musiconhold), a rendered file extends it
 with ``[general](+)`` rather than starting a second one.
 
+The classic AGI fallback (``agi/classic.py``, pyst2) runs where Asterisk runs: every build
+and every ``up`` makes sure the chroot has a virtual environment with pyst2 and pydantic
+(sid's Python refuses system-wide pip installs), copies the current ``routing/`` and
+``agi/classic.py`` into it and writes the script the dialplan calls
+(``CLASSIC_WRAPPER``); see :meth:`AsteriskSandbox.install_classic_agi`.
+
 Files of a running sandbox, beside the chroot in ``<chroot>-state/``: ``run`` (pid
 files, log mark), ``log``
 (asterisk-console.log, carrier-messages.log, sandbox-build.log); Asterisk's own log is
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -60,6 +67,18 @@ BASE_PACKAGES: tuple[str, ...] = (
     "asterisk-core-sounds-en-gsm",
     "asterisk-moh-opsound-gsm",
 )
+
+#: The classic AGI fallback inside the chroot: Debian packages it needs, its virtual
+#: environment, its code (``lib/current`` → ``lib/<version>``), the script the dialplan
+#: runs, what pip installs, and the rules snapshot directory it reads.
+CLASSIC_PACKAGES: tuple[str, ...] = ("python3-venv",)
+CLASSIC_PREFIX = "/opt/hotline12355"
+CLASSIC_VENV = f"{CLASSIC_PREFIX}/venv"
+CLASSIC_LIB = f"{CLASSIC_PREFIX}/lib"
+CLASSIC_WRAPPER = f"{CLASSIC_PREFIX}/bin/hotline-ivr-classic"
+CLASSIC_REQUIREMENTS: tuple[str, ...] = ("pyst2==0.5.1", "pydantic>=2.12,<3")
+CLASSIC_SNAPSHOT_DIR = "/var/lib/hotline12355/rules"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: Files of ours under ``/etc/asterisk/hotline/`` that the base configuration includes;
 #: install_config writes an empty one for every name it was not given.
@@ -264,6 +283,69 @@ def mounts_under(root: Path, mountinfo: str) -> list[Path]:
     return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
 
 
+def classic_code_files(repo: Path = REPO_ROOT) -> dict[str, bytes]:
+    """What the classic AGI script imports from this checkout: relative path -> content.
+
+    ``routing/`` whole (pure, pydantic only) and ``agi/classic.py`` with an ``agi``
+    package of its own (the checkout's ``agi/__init__.py`` belongs to the FastAGI side).
+    """
+    files: dict[str, bytes] = {}
+    for path in sorted((repo / "routing").glob("*.py")):
+        files[f"routing/{path.name}"] = path.read_bytes()
+    files["agi/__init__.py"] = b'"""The classic AGI fallback, copied from hotline12355."""\n'
+    files["agi/classic.py"] = (repo / "agi" / "classic.py").read_bytes()
+    return files
+
+
+def classic_code_version(files: Mapping[str, bytes]) -> str:
+    """A short digest of the code: the same code installs into the same directory."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()[:16]
+
+
+def classic_wrapper(*, snapshot_dir: str = CLASSIC_SNAPSHOT_DIR) -> str:
+    """The script Asterisk runs: the venv's Python, isolated (-I: no PYTHON* variables,
+    no user site, no current directory on the path), SIGHUP ignored before any import."""
+    return f'''#!{CLASSIC_VENV}/bin/python3 -I
+"""hotline12355 classic AGI fallback, written by `hotline asterisk build`/`up` (edits are lost).
+
+AGI({CLASSIC_WRAPPER},${{LINKEDID}},<site>,<base64 number>,<base64 name>,${{EXTEN}},<resume>)
+"""
+import signal
+
+# pyst2 installs its SIGHUP handler only when the session starts: a hang-up before that
+# must not kill the script half-way through its imports (it shows at the first command).
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+import sys  # noqa: E402
+
+sys.path.insert(0, "{CLASSIC_LIB}/current")
+
+from agi.classic import entry  # noqa: E402
+
+entry(snapshot_dir={snapshot_dir!r})
+'''
+
+
+def classic_venv_spec(python: str) -> dict[str, Any]:
+    """What a finished venv records; another Python or requirement set means a new venv."""
+    return {"format": 1, "python": python, "requirements": list(CLASSIC_REQUIREMENTS)}
+
+
+def host_ca_bundle(environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The host's CA bundle for pip inside the chroot (a TLS-inspecting proxy's CA is in
+    the host's bundle, not in the certifi bundle pip ships)."""
+    candidates = [environ.get(name, "") for name in ("PIP_CERT", "SSL_CERT_FILE",
+                                                    "REQUESTS_CA_BUNDLE")]
+    candidates.append("/etc/ssl/certs/ca-certificates.crt")
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
 # --------------------------------------------------------------------------------------
 # Process helpers
 # --------------------------------------------------------------------------------------
@@ -375,6 +457,7 @@ class AsteriskSandbox:
         self._lock_depth = 0
         self._lock_fd: int | None = None
         self._thread_lock = threading.RLock()
+        self._classic_installed = False
 
     # -- paths -------------------------------------------------------------------------
 
@@ -465,6 +548,7 @@ class AsteriskSandbox:
         with self._locked():
             if self.is_built() and not force:
                 self.console.print(f"[green]✓[/] Asterisk sandbox already built at {self.root}")
+                self.install_classic_agi()
                 return
             started = time.monotonic()
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -486,10 +570,13 @@ class AsteriskSandbox:
                         step="dpkg --configure -a",
                     )
                     self._apt(progress, ["update"], "apt-get update")
+                    # The classic AGI fallback's packages come in the same run (they are
+                    # not part of the build spec: install_classic_agi adds them when missing).
+                    wanted = tuple(dict.fromkeys((*self.packages, *CLASSIC_PACKAGES)))
                     self._apt(
                         progress,
-                        ["install", "-y", "--no-install-recommends", *self.packages],
-                        "apt-get install " + " ".join(self.packages),
+                        ["install", "-y", "--no-install-recommends", *wanted],
+                        "apt-get install " + " ".join(wanted),
                     )
                     self._apt(progress, ["clean"], "apt-get clean")
                 finally:
@@ -505,6 +592,8 @@ class AsteriskSandbox:
                 f"[green]✓[/] Asterisk sandbox built at {self.root} "
                 f"(asterisk {version or '?'}, {elapsed:.0f} s; log {self.build_log})"
             )
+            self._classic_installed = False
+            self.install_classic_agi()
 
     def _progress(self) -> Progress:
         return Progress(
@@ -699,7 +788,8 @@ class AsteriskSandbox:
             )
         return result.stdout
 
-    def _stream(self, command: list[str], *, step: str, on_line: Callable[[str], None]) -> None:
+    def _stream(self, command: list[str], *, step: str, on_line: Callable[[str], None],
+                env: Mapping[str, str] | None = None) -> None:
         with self.build_log.open("ab") as log:
             log.write(f"\n$ {' '.join(command)}\n".encode())
         proc = subprocess.Popen(
@@ -709,6 +799,7 @@ class AsteriskSandbox:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            env=dict(env) if env is not None else None,
         )
         assert proc.stdout is not None
         with self.build_log.open("a") as log:
@@ -770,10 +861,196 @@ class AsteriskSandbox:
             # core reload is queued; wait until the reload has gone through the modules.
             self.cli("core waitfullybooted", timeout=30)
 
+    # -- classic AGI fallback ------------------------------------------------------------
+
+    @property
+    def classic_snapshot_dir(self) -> Path:
+        """Where the backend writes rules snapshots for the classic script, on the host."""
+        return self.host_path(CLASSIC_SNAPSHOT_DIR)
+
+    def install_classic_agi(self) -> None:
+        """Make the chroot ready to run the classic AGI fallback, as an operator would on
+        the Asterisk host. Idempotent; run by every build and every ``up``:
+
+        1. Debian's python3-venv (apt), when it is not installed;
+        2. a virtual environment at ``CLASSIC_VENV`` with ``CLASSIC_REQUIREMENTS`` (pip,
+           from PyPI), made again only when the chroot's Python or the requirements
+           changed (marker ``classic-venv.json``);
+        3. this checkout's ``routing/`` and ``agi/classic.py`` into
+           ``CLASSIC_LIB/<version>``, byte-compiled, then ``CLASSIC_LIB/current`` switched
+           to it in one rename (a script starting meanwhile runs the old or the new code);
+        4. the script the dialplan runs (``CLASSIC_WRAPPER``, root's, 0755: Asterisk runs
+           as root in the chroot) and the snapshot directory (``CLASSIC_SNAPSHOT_DIR``).
+        """
+        with self._locked():
+            if self._classic_installed:
+                return
+            if not (self.root / "usr/bin/apt-get").exists():
+                raise SandboxError(f"the sandbox at {self.root} is not built: run build() first")
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with self._progress() as progress:
+                missing = [p for p in CLASSIC_PACKAGES if not self._package_installed(p)]
+                if missing:
+                    self._install_packages(progress, missing)
+                venv = self._classic_venv(progress)
+                version = self._classic_code(progress)
+                self._classic_script()
+            self._classic_installed = True
+            self.console.print(
+                f"[green]✓[/] classic AGI fallback: {CLASSIC_WRAPPER} (pyst2 "
+                f"{venv.get('pyst2', '?')}, pydantic {venv.get('pydantic', '?')}, "
+                f"{venv.get('python', '?')}; code {version}; snapshots {CLASSIC_SNAPSHOT_DIR})"
+            )
+
+    def _package_installed(self, package: str) -> bool:
+        result = subprocess.run(
+            ["chroot", str(self.root), "dpkg-query", "-W", "-f=${db:Status-Status}", package],
+            capture_output=True, text=True, env=_CHROOT_ENV, check=False,
+        )
+        return result.returncode == 0 and result.stdout.strip() == "installed"
+
+    def _install_packages(self, progress: Progress, packages: Sequence[str]) -> None:
+        """apt-get install into a built chroot, mounting only what is not mounted (Asterisk
+        may be running) and unmounting only that afterwards."""
+        before = set(self._mounts())
+        self._mount(quiet=True)
+        try:
+            self._apt(progress, ["update"], "apt-get update")
+            self._apt(
+                progress,
+                ["install", "-y", "--no-install-recommends", *packages],
+                "apt-get install " + " ".join(packages),
+            )
+            self._apt(progress, ["clean"], "apt-get clean")
+        finally:
+            for point in set(self._mounts()) - before:
+                subprocess.run(["umount", str(point)], capture_output=True, check=False)
+
+    def _pip_environment(self) -> dict[str, str]:
+        """The chroot's environment for pip, with the host's proxies and CA bundle."""
+        env = dict(_CHROOT_ENV)
+        for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                     "NO_PROXY"):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+            value = os.environ.get(name, "")
+            if value.startswith(("http://", "https://")):
+                env[name] = value
+        bundle = host_ca_bundle()
+        if bundle is not None:
+            inner = f"{CLASSIC_PREFIX}/etc/pip-ca.pem"
+            target = self.root / inner.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(bundle, target)
+            env["PIP_CERT"] = inner
+        return env
+
+    def _classic_venv(self, progress: Progress) -> dict[str, Any]:
+        python = self.host_path("/usr/bin/python3")
+        if not python.exists():
+            raise SandboxError("the chroot has no /usr/bin/python3 (python3-venv missing?)")
+        spec = classic_venv_spec(python.name)
+        marker = self._read_marker("classic-venv.json")
+        venv_python = self.host_path(f"{CLASSIC_VENV}/bin/python3")
+        if (marker is not None and {key: marker.get(key) for key in spec} == spec
+                and venv_python.exists()):
+            return marker
+        task = progress.add_task("", step="classic AGI venv", detail=CLASSIC_VENV, total=3)
+        (self._state_dir / "classic-venv.json").unlink(missing_ok=True)
+        venv_dir = self.root / CLASSIC_VENV.lstrip("/")
+        if venv_dir.exists():
+            shutil.rmtree(venv_dir)
+        self._run(["chroot", str(self.root), "/usr/bin/python3", "-m", "venv", CLASSIC_VENV],
+                  step="python3 -m venv", timeout=300)
+        progress.update(task, completed=1, detail="pip install " + " ".join(CLASSIC_REQUIREMENTS))
+
+        def on_line(line: str) -> None:
+            text = line.strip()
+            if text.startswith(("Collecting", "Downloading", "Building", "Installing",
+                                "Successfully", "Using cached")):
+                progress.update(task, detail=text[:70])
+
+        self._stream(
+            ["chroot", str(self.root), f"{CLASSIC_VENV}/bin/python3", "-m", "pip", "install",
+             "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
+             *CLASSIC_REQUIREMENTS],
+            step="pip install (classic AGI venv)", on_line=on_line,
+            env=self._pip_environment(),
+        )
+        progress.update(task, completed=2, detail="checking the imports")
+        output = self._run(
+            ["chroot", str(self.root), f"{CLASSIC_VENV}/bin/python3", "-c",
+             "import json, importlib.metadata as m, asterisk.agi, pydantic; "
+             "print(json.dumps({p: m.version(p) for p in ('pyst2', 'pydantic', 'six')}))"],
+            step="classic AGI venv imports", timeout=120,
+        )
+        versions = json.loads(output.strip().splitlines()[-1])
+        record = {**spec, **versions, "at": time.time()}
+        self._write_marker("classic-venv.json", record)
+        progress.update(task, completed=3, detail="ready")
+        return record
+
+    def _classic_code(self, progress: Progress) -> str:
+        files = classic_code_files()
+        version = classic_code_version(files)
+        lib = self.root / CLASSIC_LIB.lstrip("/")
+        current = lib / "current"
+        target = lib / version
+        with contextlib.suppress(OSError):
+            if os.readlink(current) == version and target.is_dir():
+                return version
+        task = progress.add_task("", step="classic AGI code",
+                                 detail=f"{len(files)} files → {CLASSIC_LIB}/{version}", total=1)
+        lib.mkdir(parents=True, exist_ok=True)
+        if not target.is_dir():
+            staging = lib / f".staging-{version}-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            for name, data in files.items():
+                path = staging / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                path.chmod(0o644)
+            # Compiled now, so no call pays for it; tracebacks name the final directory.
+            self._run(["chroot", str(self.root), f"{CLASSIC_VENV}/bin/python3", "-m",
+                       "compileall", "-q", "-d", f"{CLASSIC_LIB}/{version}",
+                       f"{CLASSIC_LIB}/{staging.name}"], step="compileall (classic AGI)")
+            staging.rename(target)
+        previous = None
+        with contextlib.suppress(OSError):
+            previous = os.readlink(current)
+        link = lib / f".current.{os.getpid()}.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(version)
+        link.replace(current)
+        # Keep the previous version: a script started just before the switch still reads it.
+        for child in lib.iterdir():
+            if child.is_dir() and not child.is_symlink() and child.name not in (version,
+                                                                                 previous):
+                shutil.rmtree(child, ignore_errors=True)
+        progress.update(task, completed=1)
+        return version
+
+    def _classic_script(self) -> None:
+        snapshots = self.classic_snapshot_dir
+        snapshots.mkdir(parents=True, exist_ok=True)
+        snapshots.chmod(0o750)
+        wrapper = self.root / CLASSIC_WRAPPER.lstrip("/")
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        text = classic_wrapper(snapshot_dir=CLASSIC_SNAPSHOT_DIR)
+        with contextlib.suppress(OSError):
+            if wrapper.read_text(encoding="utf-8") == text and wrapper.stat().st_mode & 0o111:
+                return
+        temp = wrapper.with_name(f".{wrapper.name}.tmp")
+        temp.write_text(text, encoding="utf-8")
+        temp.chmod(0o755)  # executable before it takes the name: no call sees it otherwise
+        temp.replace(wrapper)
+
     # -- run ---------------------------------------------------------------------------
 
     def up(self) -> None:
-        """Build if needed, mount, start Asterisk (wait fully booted), start the carrier."""
+        """Build if needed (and install the classic AGI fallback's current code), mount,
+        start Asterisk (wait fully booted), start the carrier."""
         with self._locked():
             self.build()
             if not (self.etc_dir / "asterisk.conf").exists():

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from hotline.calls.schemas import CallDetail, CallList, CallSummary
-from hotline.db.models import Call
+from hotline.db.models import Call, Role
+from hotline.web.auth import require_role
 from hotline.web.keys import SESSIONS
 from hotline.web.responses import json_error, json_model
 
@@ -25,6 +26,7 @@ class CallQuery(BaseModel):
 
 
 async def list_calls(request: web.Request) -> web.Response:
+    require_role(request, Role.ADMIN, Role.SUPERVISOR)
     try:
         query = CallQuery.model_validate(dict(request.query))
     except ValidationError as error:
@@ -50,6 +52,7 @@ async def list_calls(request: web.Request) -> web.Response:
 
 
 async def get_call(request: web.Request) -> web.Response:
+    require_role(request, Role.ADMIN, Role.SUPERVISOR)
     call_id = request.match_info["call_id"]
     async with request.app[SESSIONS]() as session:
         call = await session.scalar(

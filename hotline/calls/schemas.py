@@ -30,7 +30,8 @@ class CallSummary(BaseModel):
     started_at: datetime
     answered_at: datetime | None
     ended_at: datetime | None
-    route: str | None = Field(description="queue, crisis or fallback")
+    route: str | None = Field(description="queue, crisis, oncall, voicemail, forward, "
+                                          "selfhelp or fallback")
     digits: str | None = Field(description="menu digits pressed, in order")
     queue: str | None
     priority: int | None
@@ -41,6 +42,12 @@ class CallSummary(BaseModel):
     outcome: str | None = Field(description="answered, answered_oncall, abandoned, ivr_hangup, "
                                             "lost; null while the call is live")
     fallback: bool
+    caller_kind: str | None = Field(default=None, description="mobile, landline, service, "
+                                    "international, withheld or unknown")
+    rules_version: int | None = Field(default=None, description="the site's rules version "
+                                      "that routed the call (0: built-in defaults)")
+    survey_score: int | None = Field(default=None, description="the caller's 1–5 rating "
+                                     "after the call, when the site asks for one")
 
 
 class CallDetail(CallSummary):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import enum
-import functools
-import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -27,6 +25,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The call id lives in routing/ids.py (the classic AGI fallback computes it without
+# SQLAlchemy); re-exported here for the code that always found it in this module.
+from routing.ids import CALL_ID_NAMESPACE as CALL_ID_NAMESPACE
+from routing.ids import call_id_for as call_id_for
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -34,14 +37,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-CALL_ID_NAMESPACE = uuid.UUID("6f1c1d2e-12d3-5355-9a55-123551235500")
-
-
-@functools.lru_cache(maxsize=8192)
-def call_id_for(node: str, linkedid: str) -> str:
-    """The backend's call id, from Asterisk's linkedid: AGI and AMI agree without a lookup."""
-    return uuid.uuid5(CALL_ID_NAMESPACE, f"{node}/{linkedid}").hex
 
 
 class UtcDateTime(TypeDecorator[datetime]):

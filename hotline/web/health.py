@@ -9,10 +9,11 @@ from aiohttp import web
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from hotline.web.keys import COMPONENTS, SESSIONS
+from hotline.web.keys import COMPONENTS, SESSIONS, SETTINGS
 from hotline.web.responses import json_model
+from routing.hours import zone
 
-State = Literal["ok", "down", "unknown"]
+State = Literal["ok", "warn", "down", "unknown"]
 
 
 class ComponentHealth(BaseModel):
@@ -69,6 +70,29 @@ async def _ami_and_asterisk(request: web.Request) -> tuple[ComponentHealth, Comp
     })
 
 
+def _rules(request: web.Request) -> tuple[ComponentHealth, ComponentHealth]:
+    """The rules this node routes with, and whether the holiday calendar covers the coming
+    days (chinese-calendar knows a year only once the State Council has published it)."""
+    components = request.app[COMPONENTS]
+    routing = components.routing
+    settings = request.app[SETTINGS]
+    rules = ComponentHealth(
+        status="ok" if routing.state.loaded else "warn",
+        detail={"versions": {code: site.version for code, site in routing.state.sites.items()},
+                "reloads": routing.reloads, "error": routing.last_error})
+    days = settings.rules.calendar_warning_days
+    today = components.clock.now().astimezone(zone(settings.clock.timezone)).date()
+    uncovered = routing.state.calendar.uncovered_days(today, days)
+    if not uncovered:
+        return rules, ComponentHealth(status="ok", detail={"covered_days_ahead": days})
+    return rules, ComponentHealth(status="warn", detail={
+        "message": f"no official holidays for {uncovered[0].year}: enter them with "
+                   f"PUT /api/calendar/{uncovered[0].year}; until then weekends are treated "
+                   "as days off and weekdays as workdays",
+        "uncovered_from": uncovered[0].isoformat(), "uncovered_days": len(uncovered),
+        "days_ahead": days})
+
+
 async def health(request: web.Request) -> web.Response:
     database, redis_health, (ami, asterisk) = await asyncio.gather(
         _database(request), _redis(request), _ami_and_asterisk(request))
@@ -79,7 +103,9 @@ async def health(request: web.Request) -> web.Response:
             "active_sessions": fastagi.active_sessions, "sessions": fastagi.sessions_total,
             "errors": fastagi.errors_total}),
     }
-    healthy = all(component.status == "ok" for component in components.values())
+    components["rules"], components["calendar"] = _rules(request)
+    # A warning (e.g. next year's holidays not entered yet) is not an outage.
+    healthy = all(component.status in ("ok", "warn") for component in components.values())
     body = Health(status="ok" if healthy else "degraded", components=components)
     return json_model(body, status=200 if healthy else 503)
 

@@ -48,10 +48,33 @@ async def test_nobody_on_duty_renders_empty_queues_and_the_oncall_route(engine, 
 async def test_every_dialplan_path_ends_with_a_person(engine, tmp_path):
     _seeded, plan = await _plan(engine)
     dialplan = render(plan, Settings(var_dir=tmp_path))["extensions.conf"]
-    assert "Hangup()" not in dialplan.split("[hotline-oncall]")[0]
+    contexts = _contexts(dialplan)
+    # A caller is hung up on only after a person: the counsellor hung up (survey), the
+    # message was recorded, the forwarded or on-call line answered.
+    for name in ("hotline-inbound", "hotline-ivr", "hotline-route", "hotline-queue",
+                 "hotline-fallback"):
+        assert "Hangup()" not in contexts[name], name
+    assert "Record(" in contexts["hotline-voicemail"].split("Hangup()")[0]
+    assert 'GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)' in contexts["hotline-forward"]
     assert "exten => i,1,Goto(hotline-fallback" in dialplan
-    assert "GotoIf($[\"${AGISTATUS}\" != \"SUCCESS\"" in dialplan
+    # FastAGI, then the classic AGI script, then the default route.
+    decide = contexts["hotline-ivr"].split("exten => decide")[1]
+    assert decide.index("/ivr,") < decide.index("hotline-ivr-classic") < decide.index(
+        "Goto(hotline-fallback")
+    assert 'GotoIf($["${AGISTATUS}" = "SUCCESS" & "${HOTLINE_ROUTE}" != ""]' in decide
     assert "GotoIfTime(" not in dialplan
+
+
+def _contexts(dialplan: str) -> dict[str, str]:
+    contexts: dict[str, str] = {}
+    name = ""
+    for line in dialplan.splitlines():
+        if line.startswith("[") and line.rstrip().endswith("]"):
+            name = line.strip()[1:-1]
+            contexts[name] = ""
+        elif name:
+            contexts[name] += line + "\n"
+    return contexts
 
 
 async def test_manager_user_is_loopback_and_least_privilege(engine, tmp_path):
@@ -71,3 +94,45 @@ async def test_counsellor_secrets_reach_pjsip(engine, tmp_path):
     for counsellor in seeded:
         assert f"password={counsellor.secret}" in pjsip
     assert "match=127.0.0.2" in pjsip
+
+
+def _section(conf: str, name: str) -> str:
+    return conf.split(f"[{name}]")[1].split("\n[")[0]
+
+
+async def test_queue_announcements_in_mandarin(engine, tmp_path):
+    _seeded, plan = await _plan(engine)
+    queues = render(plan, Settings(var_dir=tmp_path))["queues.conf"]
+    crisis = _section(queues, "crisis")
+    # A caller in crisis hears no position, only that someone is coming, every ~20 s.
+    assert "announce-position=no" in crisis
+    assert "announce-holdtime=no" in crisis
+    assert "announce-frequency=0" in crisis
+    assert "periodic-announce=hotline/crisis-hold" in crisis
+    assert "periodic-announce-frequency=15" in crisis
+    # app_queue spares the first caller (the one whose specialists are ringing) otherwise.
+    assert "announce-to-first-user=yes" in crisis
+    for name in ("psych", "legal"):
+        consultation = _section(queues, name)
+        assert "announce-position=yes" in consultation
+        assert "announce-holdtime=yes" in consultation
+        assert "announce-frequency=60" in consultation
+        assert "periodic-announce=hotline/queue-all-busy" in consultation
+        assert "crisis-hold" not in consultation
+        assert "announce-to-first-user" not in consultation
+
+
+async def test_every_hotline_sound_the_config_plays_is_built_in(engine, tmp_path):
+    import re
+
+    from hotline.asterisk.prompts import BUILTIN_PROMPTS
+
+    _seeded, plan = await _plan(engine)
+    files = render(plan, Settings(var_dir=tmp_path))
+    played = set()
+    for name in ("extensions.conf", "queues.conf"):
+        for line in files[name].splitlines():
+            if not line.lstrip().startswith(";"):
+                played |= set(re.findall(r"hotline/[a-z0-9-]+(?:/[a-z0-9-]+)*", line))
+    assert {"hotline/connecting", "hotline/crisis-hold", "hotline/queue-all-busy"} <= played
+    assert played <= set(BUILTIN_PROMPTS)

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ from hotline.config import load_settings
 REPO = Path(__file__).resolve().parents[2]
 WEB_PORT = 18080
 AGI_PORT = 14573
+# The tests run as if it were this Monday morning in Shanghai (the clock keeps running from
+# it): service hours and shifts never depend on the hour CI runs (DESIGN principle 5).
+HARNESS_TIME = datetime.fromisoformat("2026-11-30T10:00:00+08:00")
+
+
+def clock_offset_for(local: datetime) -> float:
+    """The clock offset that makes the backend's "now" this instant."""
+    return local.timestamp() - time.time()
 
 
 def _database_url(var_dir: Path) -> str:
@@ -51,9 +60,10 @@ def _reset_postgres(url: str) -> None:
 class Backend:
     """`hotline serve` as a child process, stoppable and restartable by tests."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, token: str) -> None:
         self.env = env
         self.log_path = log_path
+        self.token = token  # the demo admin's API token (`hotline users token admin`)
         self.process: subprocess.Popen[bytes] | None = None
         self.settings = load_settings()
 
@@ -75,13 +85,29 @@ class Backend:
             self.process.wait()
         self.process = None
 
-    def api(self, path: str, *, token: bool = True) -> tuple[int, Any]:
-        request = urllib.request.Request(f"http://127.0.0.1:{WEB_PORT}{path}")
+    def settings_snapshot_dir(self) -> Path:
+        """Where the classic AGI fallback reads the published rules (inside the chroot)."""
+        from hotline.rules.snapshot_files import snapshot_directory
+
+        return snapshot_directory(self.settings)
+
+    def restart(self, **overrides: str) -> None:
+        """Stop and start again with other settings (a clock, a disabled FastAGI server)."""
+        self.stop()
+        self.start(**overrides)
+
+    def api(self, path: str, *, token: bool = True, method: str = "GET",
+            body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{WEB_PORT}{path}", data=data,
+                                         method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         if token:
-            request.add_header("Authorization", f"Bearer {self.env['HOTLINE_WEB__API_TOKEN']}")
+            request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read())
+                return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
 
@@ -142,24 +168,26 @@ def backend(workdir: Path) -> Iterator[Backend]:
         "HOTLINE_QUEUES__CRISIS_WAIT_TIMEOUT_SECONDS": "25",
         "HOTLINE_QUEUES__CRISIS_WIDEN_AFTER_SECONDS": "8",
         "HOTLINE_LOG_LEVEL": "INFO",
+        "HOTLINE_CLOCK__OFFSET_SECONDS": str(clock_offset_for(HARNESS_TIME)),
     }
     # Secrets are generated into the test's own var dir; pin them for the child processes.
     os.environ.update({k: v for k, v in env.items() if k.startswith("HOTLINE_")})
     settings = load_settings()
     env["HOTLINE_AMI__SECRET"] = settings.ami.secret
-    env["HOTLINE_WEB__API_TOKEN"] = settings.web.api_token
     os.environ.update(env)
 
-    def hotline(*args: str) -> None:
-        subprocess.run([sys.executable, "-m", "hotline.cli", *args], env=env, cwd=REPO,
-                       check=True)
+    def hotline(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "hotline.cli", *args], env=env, cwd=REPO,
+                              check=True, stdout=subprocess.PIPE, text=True).stdout
 
     from hotline.redis_service import ensure_redis
 
     ensure_redis(settings.redis.url, var_dir)
     hotline("demo")
+    # The API is per user: the harness signs its requests as the demo admin.
+    token = hotline("users", "token", "admin", "--name", "tests").strip()
     hotline("asterisk", "up")
-    server = Backend(env, var_dir / "backend.log")
+    server = Backend(env, var_dir / "backend.log", token)
     server.start()
     yield server
     server.stop()

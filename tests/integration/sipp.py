@@ -81,11 +81,14 @@ class Caller:
 
     def __init__(self, workdir: Path, *, caller: str, keys: str = "", hold_ms: int = 20000,
                  from_display: str = "", dialed: str = "12355", first_key_after_ms: int = 1500,
-                 gap_ms: int = 1500) -> None:
+                 gap_ms: int = 1500, until_hangup: bool = False) -> None:
+        """`until_hangup`: stay until the hotline hangs up (waiting at most hold_ms) instead
+        of hanging up after hold_ms."""
         port, media = free_port_pair()
         self.caller = caller
         self.scenario = _scenario(
-            "caller", workdir, dialed=dialed, caller=caller, hold_ms=str(hold_ms),
+            "caller_until_hangup" if until_hangup else "caller", workdir, dialed=dialed,
+            caller=caller, hold_ms=str(hold_ms),
             from_display=from_display,
             keys=key_presses(keys, first_after_ms=first_key_after_ms, gap_ms=gap_ms),
         )
@@ -142,8 +145,8 @@ def register(workdir: Path, *, user: str, password: str, contact_port: int,
 
 @contextmanager
 def softphone(workdir: Path, *, user: str, password: str, ring_ms: int = 1000,
-              calls: int = 20) -> Iterator[Softphone]:
-    """Register from port P, then answer on port P.
+              calls: int = 20, talk_ms: int | None = None) -> Iterator[Softphone]:
+    """Register from port P, then answer on port P (and hang up after talk_ms, if given).
 
     Softphone endpoints have rewrite_contact=yes (NAT at home), so Asterisk sends INVITEs
     to the REGISTER's source address: the registering sipp exits and the answering sipp
@@ -153,7 +156,9 @@ def softphone(workdir: Path, *, user: str, password: str, ring_ms: int = 1000,
     result = register(workdir, user=user, password=password, contact_port=port, port=port)
     if not result.ok:
         raise AssertionError(f"{user} could not register: {result.errors[-2000:]}")
-    scenario = _scenario("counsellor", workdir, ring_ms=str(ring_ms))
+    scenario = (_scenario("counsellor", workdir, ring_ms=str(ring_ms)) if talk_ms is None
+                else _scenario("counsellor_hangs_up", workdir, ring_ms=str(ring_ms),
+                               talk_ms=str(talk_ms)))
     process = subprocess.Popen(
         _sipp(scenario, local_ip="127.0.0.1", port=port, media_port=media, calls=calls),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -42,8 +42,10 @@ def test_press_1_reaches_a_psych_counsellor(backend: Backend, counsellors: dict[
     assert call["outcome"] == "answered"
     assert call["wait_seconds"] is not None and 0 <= call["wait_seconds"] < 10
     assert call["caller_number"] == number
-    assert [e["kind"] for e in call["events"]][:2] in (["ivr_start", "digit"],
-                                                      ["channel_created", "ivr_start"])
+    journey = [e["kind"] for e in call["events"]]
+    assert journey.index("ivr_start") < journey.index("digit") < journey.index("route")
+    # What the caller heard is on the record: the welcome, then the menu.
+    assert kinds(call, "prompt")[0]["data"]["sound"] == "hotline/welcome"
     assert kinds(call, "connect")[0]["data"]["interface"] == "PJSIP/c1002"
 
 
@@ -129,9 +131,8 @@ def test_unusual_caller_names_are_routed_and_stored_intact(
         "errors"] == 0
 
 
-def test_without_fastagi_a_call_reaches_the_duty_queue(backend: Backend,
-                                                       counsellors: dict[str, str],
-                                                       workdir: Path) -> None:
+def test_without_fastagi_the_classic_agi_routes_and_a_counsellor_answers(
+        backend: Backend, counsellors: dict[str, str], workdir: Path) -> None:
     number = caller_number()
     backend.stop()
     backend.start(HOTLINE_AGI__ENABLED="false")
@@ -141,8 +142,9 @@ def test_without_fastagi_a_call_reaches_the_duty_queue(backend: Backend,
         assert result.ok, result.errors[-2000:]
         assert phone.invites() == 1
         call = backend.find_call(number)
-        assert call["route"] == "fallback" and call["fallback"] is True
-        assert call["queue"] == "duty"
+        # The same decision as the FastAGI route (2 → legal), by the classic AGI script.
+        assert (call["route"], call["queue"], call["fallback"]) == ("queue", "legal", True)
+        assert kinds(call, "route")[0]["data"]["via"] == "classic"
         assert call["outcome"] == "answered"
         assert call["answered_by"] == "王老师"
     finally:

@@ -1,0 +1,1 @@
+"""People and roles: users, argon2 passwords, per-user API tokens, sign-in and lock-out."""

@@ -1,0 +1,1 @@
+"""Routing rules that administrators edit: versions, publishing, the calendar, caller flags."""
