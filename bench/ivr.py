@@ -29,6 +29,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import write_sections
+
 REPO = Path(__file__).resolve().parents[1]
 WEB_PORT = 18090
 AGI_PORT = 14590
@@ -244,7 +246,7 @@ def main() -> None:
                         default=["sqlite", "postgresql"])
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
-    sections = ["# Benchmarks", ""]
+    sections: dict[str, str] = {}
     table = Table(title="per call")
     for column in ("database", "path", "failed", "Asterisk ms", "backend ms", "PostgreSQL ms"):
         table.add_column(column)
@@ -258,14 +260,14 @@ def main() -> None:
                       bench.phase("fastagi", "99001", 47100)]
         finally:
             bench.stop()
-        sections.append(report(phases, rate=args.rate, db=db))
+        section = report(phases, rate=args.rate, db=db)
+        sections[section.splitlines()[0]] = section
         for phase in phases:
             table.add_row(db, phase.name, str(phase.failed),
                           f"{phase.per_call_ms(phase.asterisk_cpu):.2f}",
                           f"{phase.per_call_ms(phase.backend_cpu):.2f}",
                           f"{phase.per_call_ms(phase.postgres_cpu):.2f}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(sections))
+    write_sections(args.output, sections)
     console.print(table)
     console.print(f"written to {args.output}")
 

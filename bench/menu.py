@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import struct
 import subprocess
 import sys
 import threading
@@ -44,13 +45,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
 from bench.ivr import REPO, WEB_PORT, Bench, console, cpu_seconds
+from bench.report import write_sections
 
-# 5 is on no menu of the default rules; 0 is "a human" on the day menu. The valid key must
-# be one whose sip-tester recording has higher RTP sequence numbers than the invalid one's:
-# Asterisk drops the second key of a call otherwise (the recordings' numbers go 1 < 2 < …
-# < 9 < 0), and only 0 is above 5.
+# 5 is on no menu of the default rules; 2 is legal help on the day menu.
 INVALID_KEY = "5"
-VALID_KEY = "0"
+VALID_KEY = "2"
+DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_{}.pcap")
 # The steps of one call as the default rules make them: (step number, command) → name.
 STEP_NAMES = {(1, "STREAM FILE"): "welcome (STREAM FILE; includes the session's set-up)",
               (2, "GET DATA"): "menu (GET DATA)",
@@ -86,6 +86,56 @@ def prompt_seconds(sounds_dir: Path, language: str, name: str) -> float:
             with wave.open(str(path)) as audio:
                 return audio.getnframes() / audio.getframerate()
     raise SystemExit(f"prompt {name} not found under {sounds_dir}; run `hotline prompts build`")
+
+
+def later_key_pcap(key: str, after: str | Path, target: Path) -> Path:
+    """sip-tester's recording of `key`, its RTP timestamps and sequence numbers moved past
+    those of `after` (a key, meaning its recording, or a pcap file made by this function,
+    to chain several keys).
+
+    Every recording starts its RTP stream afresh, and Asterisk ignores a telephone event
+    whose timestamp is not after the last one it saw in the call: `2` played after `5` (an
+    older timestamp) is never heard. Only the RTP header changes; sipp writes the IP and
+    UDP headers itself.
+    """
+    def packets(data: bytes) -> list[tuple[int, int]]:
+        """(offset of the RTP header, its length) of every packet."""
+        found, offset = [], 24
+        while offset < len(data):
+            length = struct.unpack_from("<I", data, offset + 8)[0]
+            frame = offset + 16
+            ip = frame + 14
+            udp = ip + 4 * (data[ip] & 0x0F)
+            found.append((udp + 8, frame + length - udp - 8))
+            offset = frame + length
+        return found
+
+    def last_seq_and_ts(data: bytes) -> tuple[int, int]:
+        rtp, _ = packets(data)[-1]
+        seq, ts = struct.unpack_from("!HI", data, rtp + 2)
+        return seq, ts
+
+    previous = after if isinstance(after, Path) else DTMF_PCAP.with_name(
+        DTMF_PCAP.name.format(after))
+    last_seq, last_ts = last_seq_and_ts(previous.read_bytes())
+    data = bytearray(DTMF_PCAP.with_name(DTMF_PCAP.name.format(key)).read_bytes())
+    first = packets(bytes(data))[0][0]
+    first_seq, first_ts = struct.unpack_from("!HI", data, first + 2)
+    seq_shift = (last_seq + 100 - first_seq) % 65536
+    ts_shift = (last_ts + 8000 * 5 - first_ts) % 2**32  # five seconds later
+    for rtp, _ in packets(bytes(data)):
+        seq, ts = struct.unpack_from("!HI", data, rtp + 2)
+        struct.pack_into("!HI", data, rtp + 2, (seq + seq_shift) % 65536,
+                         (ts + ts_shift) % 2**32)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.machine()
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -202,8 +252,12 @@ class MenuBench(Bench):
         # one: room for Asterisk to be late, and well before either prompt ends.
         pauses = (round(1000 * welcome) + 2000, round(1000 * invalid) + 1800)
         text = (REPO / "bench" / "menu_caller.xml").read_text()
+        valid_pcap = later_key_pcap(
+            VALID_KEY, INVALID_KEY,
+            self.var_dir / f"dtmf_2833_{VALID_KEY}_after_{INVALID_KEY}.pcap")
+        invalid_pcap = DTMF_PCAP.with_name(DTMF_PCAP.name.format(INVALID_KEY))
         for marker, value in (("@FIRST_KEY_MS@", pauses[0]), ("@SECOND_KEY_MS@", pauses[1]),
-                              ("@INVALID@", INVALID_KEY), ("@VALID@", VALID_KEY)):
+                              ("@INVALID_PCAP@", invalid_pcap), ("@VALID_PCAP@", valid_pcap)):
             text = text.replace(marker, str(value))
         path = self.var_dir / "menu_caller.xml"
         path.write_text(text)
@@ -301,7 +355,7 @@ def report(result: Result) -> str:
         heading(result.db),
         "",
         f"Run {result.started:%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} "
-        f"cores, {platform.processor() or platform.machine()}, Python "
+        f"cores, {cpu_model()}, shared with Asterisk, sipp and the database; Python "
         f"{platform.python_version()}), database {result.db}. Command: `.venv/bin/python -m "
         f"bench.menu --calls {result.calls} --concurrent {result.concurrent} --db "
         f"{result.db}`.",
@@ -310,7 +364,7 @@ def report(result: Result) -> str:
         f"{result.concurrent} at once (`-l {result.concurrent}`), after a warm-up run. Each "
         f"caller lets the welcome play, presses {INVALID_KEY} (no such option) "
         f"{result.pauses_ms[0]} ms after the answer, lets the \"invalid\" prompt play, presses "
-        f"{VALID_KEY} (a human) {result.pauses_ms[1]} ms later during the repeated menu; the "
+        f"{VALID_KEY} (legal help) {result.pauses_ms[1]} ms later during the repeated menu; the "
         "route sets "
         "the variables (one `MSet`) and the dialplan hangs up. The backend's clock is set to "
         f"{result.local_time} (open hours, day menu). FastAGI sessions in progress, read from "
@@ -332,7 +386,8 @@ def report(result: Result) -> str:
         f"- SQL statements run inside FastAGI sessions (the routing path, "
         f"`hotline_agi_db_queries_total`): **{result.routing_queries:.0f}**. SQL statements "
         f"the backend ran in the same window outside them (`hotline_db_statements_total`: the "
-        f"call journal's batched writes, health checks): {result.other_statements:.0f}; the "
+        f"call journal's batched writes, the benchmark's health checks, the rules' reload "
+        f"every minute): {result.other_statements:.0f}; the "
         f"journal wrote {result.journal_calls} calls and {result.journal_events} call events.",
         f"- Calls in the journal by route, queue and digits: {routes}.",
         f"- Failed calls: {result.failed}. Backend CPU per call: "
@@ -340,18 +395,6 @@ def report(result: Result) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def write_sections(output: Path, sections: dict[str, str]) -> None:
-    """Replace the sections with these headings (or append them); keep every other one."""
-    text = output.read_text() if output.exists() else "# Benchmarks\n"
-    parts = text.split("\n## ")
-    kept = [parts[0].rstrip("\n") + "\n"]
-    for part in parts[1:]:
-        if f"## {part.splitlines()[0]}" not in sections:
-            kept.append("## " + part.rstrip("\n") + "\n")
-    kept += [section.rstrip("\n") + "\n" for section in sections.values()]
-    output.write_text("\n".join(kept))
 
 
 def main() -> None:

@@ -240,6 +240,8 @@ class AuditEntry(Base):
     """Who did what, when, with the before/after of every sensitive change."""
 
     __tablename__ = "audit_log"
+    # Sign-in lock-out counts recent failures per user; the log is read by target and time.
+    __table_args__ = (Index("ix_audit_log_action_target_at", "action", "target", "at"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime]

@@ -242,6 +242,21 @@ def build_openapi() -> dict[str, Any]:
             **_people_paths(),
             **_prompt_paths(),
             **rules_openapi.rules_paths(_json, _body),
+            "/api/agi/step-samples": {
+                "get": {"summary": "The backend's time per FastAGI step, raw samples (admin; "
+                                   "kept only with agi.keep_step_samples, for benchmarks)",
+                        "responses": {"200": {"description": "samples in seconds by route"},
+                                      "401": unauthorized}},
+                "delete": {"summary": "Forget the samples (admin)",
+                           "responses": {"204": {"description": "cleared"},
+                                         "401": unauthorized}},
+            },
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics: hotline_agi_step_seconds, "
+                           "hotline_agi_db_queries_total (SQL on the routing path: 0), "
+                           "hotline_db_statements_total, hotline_agi_sessions. Open from "
+                           "loopback; otherwise admin or supervisor",
+                "responses": {"200": {"description": "text/plain; version=0.0.4"}}}},
             "/api/openapi.json": {"get": {"summary": "This document", "security": [],
                                           "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         },

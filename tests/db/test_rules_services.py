@@ -3,6 +3,7 @@ caller flags, and the routing table every FastAGI call reads."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hotline.audit import Actor
 from hotline.clock import Clock
-from hotline.db.engine import session_factory
+from hotline.db.engine import create_engine_for, session_factory
 from hotline.db.models import AuditEntry, FlagKind
 from hotline.demo import seed_demo
 from hotline.rules.published import RoutingTable
@@ -187,3 +188,56 @@ async def test_crisis_goes_to_oncall_when_nobody_is_on_duty(wired: Any) -> None:
     # The demo shifts last seven days; after them nobody is on duty.
     later = NOW + timedelta(days=8)
     assert not table.staffed("default", later)("crisis")
+
+
+async def test_database_down_keeps_the_loaded_rules_serving(wired: Any,
+                                                            engine: AsyncEngine) -> None:
+    service, table, _sessions, _changes = wired
+    await service.seed_defaults("default", actor=Actor.system("demo"))
+    document = dict((await service.state("default"))[0].document)
+    document["nodes"] = {**document["nodes"], "legal": {"type": "queue", "queue": "psych"}}
+    await service.save_draft("default", document, actor=ADMIN)
+    await service.publish("default", actor=ADMIN)
+    assert table.site("default").version == 2
+
+    await engine.dispose()
+    broken = RoutingTable(sessions=session_factory(create_engine_for(
+        "postgresql://nobody@127.0.0.1:9/none")), clock=Clock(fixed=NOW),
+        default_site="default", crisis_priority=10)
+    # Nothing could be read at start: the built-in default rules route every caller.
+    await broken.reload_quietly()
+    assert broken.last_error is not None
+    assert broken.site("default").version == 0
+    assert _route(broken, ["3"]).kind == RouteKind.CRISIS
+    assert _route(broken, []).queue == "psych"
+
+    # Loaded rules survive a failed reload.
+    table._sessions = broken._sessions  # the database goes away under a running node
+    await table.reload_quietly()
+    assert table.last_error is not None
+    assert table.site("default").version == 2
+    assert _route(table, ["2"]).queue == "psych"
+
+
+async def test_redis_down_only_delays_the_other_nodes(wired: Any) -> None:
+    from hotline.rules.bus import RulesBus
+
+    _service, table, _sessions, _changes = wired
+    reloads: list[int] = []
+
+    async def reload() -> None:
+        reloads.append(1)
+        await table.load()
+
+    bus = RulesBus(url="redis://127.0.0.1:9/0", prefix="test:", node="n1", timeout=0.2,
+                   on_change=reload, refresh_seconds=0.2, retry_seconds=0.1)
+    await bus.start()
+    try:
+        await bus.announce("default")  # logged, not raised
+        for _ in range(50):
+            if len(reloads) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await bus.close()
+    assert len(reloads) >= 2  # the refresh timer kept reloading without Redis

@@ -66,13 +66,24 @@ class CallResult:
         return self.returncode == 0
 
 
-def key_presses(keys: str, *, first_after_ms: int = 1500, gap_ms: int = 1500) -> str:
+def key_presses(keys: str, *, workdir: Path, first_after_ms: int = 1500,
+                gap_ms: int = 1500) -> str:
+    """Key presses as RFC 4733 events. Each recording after the first is re-stamped after
+    the previous one: Asterisk ignores an event whose RTP timestamp is older than the last
+    it saw, and sip-tester's recordings do not rise in key order (2 after 5 is lost)."""
+    from bench.menu import later_key_pcap
+
     lines = []
+    previous: Path | None = None
     for index, key in enumerate(keys):
         name = {"*": "star", "#": "pound"}.get(key, key)
+        if previous is None:
+            pcap = Path(DTMF_PCAP.format(name))
+        else:
+            pcap = later_key_pcap(name, previous, workdir / f"dtmf-{next(_ports)}-{name}.pcap")
+        previous = pcap
         lines.append(f'  <pause milliseconds="{first_after_ms if index == 0 else gap_ms}"/>')
-        lines.append(f'  <nop><action><exec play_pcap_audio="{DTMF_PCAP.format(name)}"/>'
-                     "</action></nop>")
+        lines.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
     return "\n".join(lines)
 
 
@@ -90,7 +101,8 @@ class Caller:
             "caller_until_hangup" if until_hangup else "caller", workdir, dialed=dialed,
             caller=caller, hold_ms=str(hold_ms),
             from_display=from_display,
-            keys=key_presses(keys, first_after_ms=first_key_after_ms, gap_ms=gap_ms),
+            keys=key_presses(keys, workdir=workdir, first_after_ms=first_key_after_ms,
+                             gap_ms=gap_ms),
         )
         self.command = _sipp(self.scenario, local_ip=CARRIER_IP, port=port, media_port=media,
                              extra=["-timeout", f"{hold_ms // 1000 + 120}s"])
