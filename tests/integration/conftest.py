@@ -91,6 +91,11 @@ class Backend:
 
         return snapshot_directory(self.settings)
 
+    def voicemail_spool(self, site: str) -> Path:
+        """Where the sandboxed Asterisk records a site's messages, seen from the host."""
+        spool = self.settings.asterisk.voicemail_spool.lstrip("/")
+        return Path(self.settings.asterisk.chroot_dir).expanduser() / spool / site
+
     def restart(self, **overrides: str) -> None:
         """Stop and start again with other settings (a clock, a disabled FastAGI server)."""
         self.stop()

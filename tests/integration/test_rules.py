@@ -120,9 +120,14 @@ def test_a_published_change_is_heard_on_the_next_call_and_a_bad_one_is_refused(
 def test_outside_service_hours_the_night_attendant_answers(
         backend: Backend, workdir: Path, rules: dict[str, Any]) -> None:
     as_if(backend, "2026-11-30T23:30:00+08:00")  # a Monday night
-    message = call(backend, workdir, "2")
+    spool = backend.voicemail_spool("default")
+    before = set(spool.glob("*.wav")) if spool.exists() else set()
+    # 2: leave a message; the caller stays through the greeting and speaks (silence here).
+    message = call(backend, workdir, "2", hold_ms=24000)
     assert (message["route"], message["digits"]) == ("voicemail", "2")
     assert kinds(message, "prompt")[0]["data"]["sound"] == "hotline/closed"
+    # Asterisk recorded into its own spool (the message survives a backend outage).
+    assert len(set(spool.glob("*.wav")) - before) == 1
     # A caller who presses nothing at night still reaches a human (the crisis duty).
     silent = call(backend, workdir, "", hold_ms=40000)
     assert silent["route"] in ("crisis", "oncall")
