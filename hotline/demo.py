@@ -22,6 +22,7 @@ from hotline.db.models import (
     Site,
     SiteNumber,
     Tier,
+    TransferTarget,
 )
 from hotline.people.services import Conflict, NotFound, People
 from hotline.secrets import new_sip_secret
@@ -36,6 +37,11 @@ DEMO_COUNSELLORS = (
     ("c1001", "张老师", Tier.HIGH_RISK, Seat.CLOUD, ["psych"]),
     ("c1002", "李老师", Tier.CONSULTATION, Seat.ON_SITE, ["psych", "legal"]),
     ("c1003", "王老师", Tier.CONSULTATION, Seat.CLOUD, ["psych"]),
+)
+# Outside lines a counsellor may transfer a caller to: code dialled → (label, number).
+DEMO_TRANSFER_TARGETS = (
+    ("1", "12345 政务服务便民热线", "12345"),
+    ("2", "法律援助律师", "13800000003"),
 )
 DEMO_ONCALL = (("13800000001", "值班主任手机"), ("13800000002", "备用值班手机"))
 DEMO_ADMIN = "admin"
@@ -69,6 +75,11 @@ async def seed_demo(session: AsyncSession, *, site_code: str, now: datetime,
     if not site.oncall_numbers:
         for position, (number, label) in enumerate(DEMO_ONCALL):
             site.oncall_numbers.append(OnCallNumber(position=position, number=number, label=label))
+    targets = set((await session.scalars(
+        select(TransferTarget.code).where(TransferTarget.site_id == site.id))).all())
+    for code, label, number in DEMO_TRANSFER_TARGETS:
+        if code not in targets:
+            session.add(TransferTarget(site_id=site.id, code=code, label=label, number=number))
     existing_queues = {queue.kind for queue in site.queues}
     for kind, name, label in DEMO_QUEUES:
         if kind not in existing_queues:
@@ -82,10 +93,13 @@ async def seed_demo(session: AsyncSession, *, site_code: str, now: datetime,
         if counsellor is None:
             counsellor = Counsellor(site_id=site.id, name=name, tier=tier, seat=seat,
                                     skills=skills, sip_username=username,
-                                    sip_secret=new_sip_secret())
+                                    sip_secret=new_sip_secret(),
+                                    extension=username.removeprefix("c"))
             session.add(counsellor)
             await session.flush()
             await session.refresh(counsellor, ["shifts"])
+        if counsellor.extension is None:
+            counsellor.extension = username.removeprefix("c")
         if not any(s.starts_at <= now < s.ends_at for s in counsellor.shifts):
             start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
             counsellor.shifts.append(Shift(starts_at=start,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -96,6 +97,18 @@ class Site(Base):
     name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     language: Mapped[str] = mapped_column(String(16), default="zh")
+    # After a crisis call the counsellor is paused this long for a debrief (0: no pause);
+    # they can end it early.
+    debrief_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    # At most this many crisis calls per counsellor per shift (None: no cap).
+    crisis_cap_per_shift: Mapped[int | None] = mapped_column(Integer, default=None)
+    # A caller who hangs up within this many seconds of joining a queue is a short
+    # abandon: not counted as offered in the answer rate.
+    short_abandon_seconds: Mapped[int] = mapped_column(Integer, default=5)
+    # Another site's line dialled through the carrier before the on-call mobiles.
+    backup_number: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The line health watchdog: open line with nobody on duty for this long raises an alert.
+    unstaffed_alert_seconds: Mapped[int] = mapped_column(Integer, default=60)
 
     numbers: Mapped[list[SiteNumber]] = relationship(back_populates="site",
                                                      cascade="all, delete-orphan")
@@ -142,6 +155,12 @@ class Queue(Base):
     kind: Mapped[QueueKind] = mapped_column(_enum(QueueKind))
     label: Mapped[str] = mapped_column(String(200), default="")
     wait_timeout_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Seconds after a call before the counsellor is offered the next one from this queue.
+    wrapup_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Crisis queue: specialists alone for this long, then every counsellor.
+    widen_after_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The watchdog alerts when a caller has waited longer than this.
+    wait_alert_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
 
     site: Mapped[Site] = relationship(back_populates="queues")
 
@@ -162,14 +181,116 @@ class Counsellor(Base):
     sip_secret: Mapped[str] = mapped_column(String(128))
     mobile_number: Mapped[str | None] = mapped_column(String(32), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The short number colleagues dial to reach this counsellor (transfers).
+    extension: Mapped[str | None] = mapped_column(String(16), unique=True, default=None)
+    # The person's sign-in: a counsellor may log in, out and pause only themselves.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"),
+                                                unique=True, default=None)
 
     site: Mapped[Site] = relationship(back_populates="counsellors")
     shifts: Mapped[list[Shift]] = relationship(back_populates="counsellor",
                                                cascade="all, delete-orphan")
+    shift_templates: Mapped[list[ShiftTemplate]] = relationship(
+        back_populates="counsellor", cascade="all, delete-orphan")
+
+
+class ShiftTemplate(Base):
+    """A weekly shift: each `weekday` from `start` (site time) for `minutes`, midnight or not."""
+
+    __tablename__ = "shift_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    counsellor_id: Mapped[int] = mapped_column(ForeignKey("counsellors.id", ondelete="CASCADE"),
+                                               index=True)
+    weekday: Mapped[int] = mapped_column(Integer)  # 0 Monday … 6 Sunday
+    start: Mapped[str] = mapped_column(String(5))  # "HH:MM"
+    minutes: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[date | None] = mapped_column(Date, default=None)
+    valid_until: Mapped[date | None] = mapped_column(Date, default=None)
+
+    counsellor: Mapped[Counsellor] = relationship(back_populates="shift_templates")
+
+
+class ShiftKind(enum.StrEnum):
+    WORK = "work"  # on duty in this window (an extra shift, a swap)
+    OFF = "off"  # not on duty in this window, whatever the weekly template says
+
+
+class Presence(enum.StrEnum):
+    SCHEDULE = "schedule"  # on duty exactly when a shift says so
+    LOGGED_IN = "logged_in"  # on duty now, shift or not, until logged out
+    LOGGED_OUT = "logged_out"  # off duty now, until the end of the current shift
+
+
+class PauseReason(enum.StrEnum):
+    BREAK = "break"
+    DEBRIEF = "debrief"
+    ADMIN = "admin"
+
+
+class CounsellorPresence(Base):
+    """What a counsellor said about their own availability (log in / out, pause), kept
+    across restarts; the schedule and the softphone's registration do the rest."""
+
+    __tablename__ = "counsellor_presence"
+
+    counsellor_id: Mapped[int] = mapped_column(
+        ForeignKey("counsellors.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    presence: Mapped[Presence] = mapped_column(_enum(Presence), default=Presence.SCHEDULE)
+    presence_since: Mapped[datetime | None] = mapped_column(default=None)
+    # A manual log-out or log-in falls back to the schedule at this instant.
+    presence_until: Mapped[datetime | None] = mapped_column(default=None)
+    pause_reason: Mapped[PauseReason | None] = mapped_column(_enum(PauseReason), default=None)
+    paused_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A debrief pause ends by itself; other pauses last until unpaused.
+    pause_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TransferTarget(Base):
+    """An outside line a counsellor may transfer a caller to (a lawyer, the 12345 line)."""
+
+    __tablename__ = "transfer_targets"
+    __table_args__ = (UniqueConstraint("site_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    # What the counsellor dials after the transfer feature code.
+    code: Mapped[str] = mapped_column(String(8))
+    label: Mapped[str] = mapped_column(String(200))
+    number: Mapped[str] = mapped_column(String(32))
+
+
+class AlertState(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Alert(Base):
+    """Something a person must look at: the line unstaffed, a long wait, the trunk down, a
+    crisis. One open alert per `key` (the watchdog updates it instead of repeating it)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_state_key", "state", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    site_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    severity: Mapped[str] = mapped_column(String(16), default="warning")
+    summary: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[AlertState] = mapped_column(_enum(AlertState), default=AlertState.OPEN)
+    raised_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Shift(Base):
-    """One dated stretch of duty; weekly templates come with the shifts issue."""
+    """A dated override of the weekly templates: an extra stretch of duty (`work`) or time
+    off (`off`) that cancels whatever the templates say in that window."""
 
     __tablename__ = "shifts"
     __table_args__ = (Index("ix_shifts_window", "starts_at", "ends_at"),)
@@ -178,6 +299,8 @@ class Shift(Base):
     counsellor_id: Mapped[int] = mapped_column(ForeignKey("counsellors.id", ondelete="CASCADE"))
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
+    kind: Mapped[ShiftKind] = mapped_column(_enum(ShiftKind), default=ShiftKind.WORK)
+    note: Mapped[str] = mapped_column(Text, default="")
 
     counsellor: Mapped[Counsellor] = relationship(back_populates="shifts")
 
