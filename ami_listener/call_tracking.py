@@ -2,9 +2,11 @@
 
 Events (filtered at the source by manager.conf): the caller's channel appears, joins a
 queue, counsellors ring, one answers (or the caller abandons), the on-call phones are
-dialled through the carrier, the caller hangs up. After every (re)connect the handler
-reconciles with Asterisk's live channels, so calls that ended or started while the
-listener was away are closed or opened.
+dialled through the carrier, a counsellor transfers the caller (blind or attended; the
+legs dialled from the transfer contexts), the caller hangs up. A call is one record however
+many people it meets: the first answer sets who answered and the wait; later legs are
+events. After every (re)connect the handler reconciles with Asterisk's live channels, so
+calls that ended or started while the listener was away are closed or opened.
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ from panoramisk.message import Message
 
 from ami_listener.connection import AmiConnection
 from hotline.calls.storage import CallJournal
+from hotline.calls.transfers import (
+    TRANSFER_CONTEXT_PREFIX,
+    describe,
+    endpoint_of,
+    exten_of_local_channel,
+)
 from hotline.clock import Clock
 from hotline.live import LiveState
 
 log = structlog.get_logger(__name__)
 
 CALLER_CONTEXT_PREFIX = "hotline-"
+# Dials made by the dialplan of a transfer (a colleague, an outside line), not the on-call.
+TRANSFER_CONTEXT = TRANSFER_CONTEXT_PREFIX.rstrip("-")
 
 
 class Outcome:
@@ -44,6 +54,8 @@ class _LiveCall:
     outcome: str | None = None
     # On-call leg being dialled: destination channel → number dialled.
     dialling: dict[str, str] = field(default_factory=dict)
+    # The code last dialled in a transfer context (an attended transfer's destination).
+    transfer_exten: str = ""
 
 
 class CounsellorDirectory(Protocol):
@@ -90,6 +102,8 @@ class CallTracker:
         ami.subscribe("QueueCallerLeave", self.on_queue_leave)
         ami.subscribe("DialBegin", self.on_dial_begin)
         ami.subscribe("DialEnd", self.on_dial_end)
+        ami.subscribe("BlindTransfer", self.on_blind_transfer)
+        ami.subscribe("AttendedTransfer", self.on_attended_transfer)
         ami.subscribe("UserEvent", self.on_user_event)
         ami.subscribe("Hangup", self.on_hangup)
         ami.on_connected.append(lambda: self.reconcile(ami))
@@ -117,6 +131,15 @@ class CallTracker:
         linkedid = _text(message, "Linkedid")
         return bool(linkedid) and _text(message, "Uniqueid") == linkedid
 
+    @staticmethod
+    def _is_transfer_leg(message: Message) -> bool:
+        return _text(message, "Context").startswith(TRANSFER_CONTEXT)
+
+    def _counsellor_of_channel(self, channel: str) -> str | None:
+        endpoint = endpoint_of(channel)
+        found = self._directory.counsellor_for_interface(f"PJSIP/{endpoint}") if endpoint else None
+        return found[1] if found else None
+
     # -- handlers --------------------------------------------------------------------------
 
     async def on_new_channel(self, message: Message) -> None:
@@ -132,6 +155,12 @@ class CallTracker:
     async def on_queue_join(self, message: Message) -> None:
         linkedid = _text(message, "Linkedid")
         state = self._state(linkedid)
+        if state.answered:
+            # transferred to a queue, or a consultation leg waiting in one: a later leg
+            self._record(linkedid, "queue_join", {"queue": _text(message, "Queue"),
+                                                  "position": _text(message, "Position"),
+                                                  "transfer": True})
+            return
         state.queue = _text(message, "Queue")
         state.joined_at = self._clock.now()
         self._record(linkedid, "queue_join",
@@ -154,11 +183,18 @@ class CallTracker:
     async def on_agent_connect(self, message: Message) -> None:
         linkedid = _text(message, "Linkedid")
         state = self._state(linkedid)
-        state.answered = True
-        state.outcome = Outcome.ANSWERED
         interface = _text(message, "Interface")
         counsellor = self._directory.counsellor_for_interface(interface)
         wait = _number(message.get("HoldTime"))
+        if state.answered:
+            # a later leg (after a transfer): the call keeps who answered first, and its wait
+            self._record(linkedid, "connect", {
+                "queue": _text(message, "Queue"), "member": _text(message, "MemberName"),
+                "interface": interface, "wait_seconds": wait,
+                "counsellor": counsellor[1] if counsellor else None, "transfer": True})
+            return
+        state.answered = True
+        state.outcome = Outcome.ANSWERED
         self._record(
             linkedid, "connect",
             {"queue": _text(message, "Queue"), "member": _text(message, "MemberName"),
@@ -181,11 +217,13 @@ class CallTracker:
         linkedid = _text(message, "Linkedid")
         state = self._state(linkedid)
         wait = _number(message.get("HoldTime"))
+        fields: dict[str, Any] = {}
         if not state.answered:
             state.outcome = Outcome.ABANDONED
+            fields["wait_seconds"] = wait
         self._record(linkedid, "abandon", {"queue": _text(message, "Queue"), "wait_seconds": wait,
                                            "position": _text(message, "Position")},
-                     outcome=state.outcome, wait_seconds=wait)
+                     outcome=state.outcome, **fields)
 
     async def on_queue_leave(self, message: Message) -> None:
         linkedid = _text(message, "Linkedid")
@@ -199,6 +237,17 @@ class CallTracker:
         dial_string = _text(message, "DialString")
         self._state(_text(message, "Linkedid")).dialling[_text(message, "DestChannel")] = (
             dial_string.split("@", 1)[0])
+        if self._is_transfer_leg(message):
+            destination = _text(message, "DestChannel")
+            outside = destination.startswith("PJSIP/carrier-")
+            self._state(_text(message, "Linkedid")).transfer_exten = _text(message, "Exten")
+            self._record(_text(message, "Linkedid"), "transfer_dial", {
+                "exten": _text(message, "Exten"), "dial_string": dial_string,
+                "number": dial_string.split("@", 1)[0] if outside else None,
+                "channel": destination,
+                "counsellor": None if outside else self._counsellor_of_channel(destination),
+                "consultation": _text(message, "Channel").startswith("Local/")})
+            return
         self._record(_text(message, "Linkedid"), "oncall_dial",
                      {"dial_string": _text(message, "DialString"),
                       "channel": _text(message, "DestChannel")})
@@ -210,6 +259,14 @@ class CallTracker:
         # Not _state(): an event after the caller's hang-up must not bring the call back.
         state = self._calls.get(linkedid) or _LiveCall(linkedid)
         number = state.dialling.pop(_text(message, "DestChannel"), "")
+        if self._is_transfer_leg(message):
+            destination = _text(message, "DestChannel")
+            outside = destination.startswith("PJSIP/carrier-")
+            self._record(linkedid, "transfer_result", {
+                "status": status, "exten": _text(message, "Exten"),
+                "number": number if outside else None, "channel": destination,
+                "counsellor": None if outside else self._counsellor_of_channel(destination)})
+            return
         if status == "ANSWER":
             state.answered = True
             state.outcome = Outcome.ANSWERED_ONCALL
@@ -218,6 +275,46 @@ class CallTracker:
         self._record(linkedid, "oncall_result",
                      {"status": status, "number": number,
                       "channel": _text(message, "DestChannel")}, **fields)
+
+    async def on_blind_transfer(self, message: Message) -> None:
+        """A blind transfer (## on the phone, or BlindTransfer by the API): the caller went on
+        to the transfer context's code. Result is Success even when nobody answers there: the
+        legs that follow (transfer_dial, queue_join, transfer_result) tell."""
+        linkedid = _text(message, "TransfereeLinkedid") or _text(message, "TransfererLinkedid")
+        exten = _text(message, "Extension")
+        destination = describe(exten)
+        transferer = _text(message, "TransfererChannel")
+        self._record(linkedid, "transfer", {
+            "mode": "blind", "result": _text(message, "Result"), "exten": exten,
+            "context": _text(message, "Context"),
+            "to": destination.as_dict() if destination else None,
+            "transferer": transferer, "by": self._counsellor_of_channel(transferer),
+            "transferee": _text(message, "TransfereeChannel"),
+            "external": _text(message, "IsExternal").lower() == "yes"})
+
+    async def on_attended_transfer(self, message: Message) -> None:
+        """An attended transfer completed (or failed): the counsellor talked to the target
+        and hung up; the caller is now with the target."""
+        linkedid = (_text(message, "TransfereeLinkedid")
+                    or _text(message, "OrigTransfererLinkedid"))
+        target = _text(message, "TransferTargetChannel")
+        # The consultation leg is Local/<code>@<transfer context>; when it is already gone
+        # the event may name no target: the code its dial was made from tells.
+        state = self._calls.get(linkedid)
+        exten = (exten_of_local_channel(target)
+                 or exten_of_local_channel(_text(message, "LocalOneChannel"))
+                 or (_text(message, "TransferTargetExten")
+                     if _text(message, "TransferTargetContext").startswith(TRANSFER_CONTEXT)
+                     else "")
+                 or (state.transfer_exten if state else ""))
+        destination = describe(exten)
+        transferer = _text(message, "OrigTransfererChannel")
+        self._record(linkedid, "transfer", {
+            "mode": "attended", "result": _text(message, "Result"), "exten": exten or None,
+            "to": destination.as_dict() if destination else None,
+            "dest_type": _text(message, "DestType"), "target_channel": target,
+            "transferer": transferer, "by": self._counsellor_of_channel(transferer),
+            "transferee": _text(message, "TransfereeChannel")})
 
     async def on_user_event(self, message: Message) -> None:
         kind = _text(message, "UserEvent")

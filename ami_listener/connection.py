@@ -29,7 +29,7 @@ import fnmatch
 import inspect
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -45,6 +45,7 @@ ConnectionCallback = Callable[[], Awaitable[None] | None]
 
 _HEADER_BREAKS = str.maketrans("", "", "\r\n")
 _TRUE = {"yes", "true", "y", "t", "1", "on"}  # Asterisk's ast_true()
+_MAX_EVENT_NAMES = 1024  # Asterisk 22 has about 200 event names
 
 
 class AmiError(Exception):
@@ -236,6 +237,8 @@ class AmiConnection:
         self.on_connected: list[ConnectionCallback] = []
         self.on_disconnected: list[ConnectionCallback] = []
         self._subscriptions: list[tuple[str, EventCallback]] = []
+        # event name → its callbacks in subscription order; emptied by every subscribe()
+        self._callbacks: dict[str, tuple[EventCallback, ...]] = {}
         self._events: asyncio.Queue[Message | None] = asyncio.Queue()
         self._protocol: SafeAmiProtocol | None = None
         self._connected_event = asyncio.Event()
@@ -256,6 +259,18 @@ class AmiConnection:
         next event), so the events of one call are seen in order; keep them short.
         """
         self._subscriptions.append((pattern, callback))
+        self._callbacks.clear()
+
+    def _callbacks_for(self, name: str) -> tuple[EventCallback, ...]:
+        """The callbacks of an event name, matched once per name rather than per event."""
+        callbacks = self._callbacks.get(name)
+        if callbacks is None:
+            if len(self._callbacks) >= _MAX_EVENT_NAMES:  # names come from the peer
+                self._callbacks.clear()
+            callbacks = self._callbacks[name] = tuple(
+                callback for pattern, callback in self._subscriptions
+                if fnmatch.fnmatchcase(name, pattern))
+        return callbacks
 
     async def start(self) -> None:
         if self._runner is not None:
@@ -434,9 +449,7 @@ class AmiConnection:
     async def _consume(self) -> None:
         while (event := await self._events.get()) is not None:
             name = str(event.get("Event", ""))
-            for pattern, callback in list(self._subscriptions):
-                if not fnmatch.fnmatchcase(name, pattern):
-                    continue
+            for callback in self._callbacks_for(name):
                 try:
                     result = callback(event)
                     if inspect.isawaitable(result):
@@ -444,6 +457,28 @@ class AmiConnection:
                 except Exception:
                     log.exception("ami.event_callback_failed", ami_event=name,
                                   callback=repr(callback))
+
+    async def replay(self, events: Iterable[Message], *, per_read: int = 100) -> int:
+        """Benchmarks: hand recorded events to the subscribers the way received ones reach
+        them — through the same queue and consumer task, ``per_read`` at a time as one TCP
+        read delivers them, letting other tasks run in between — with no connection.
+        Returns when every event has been handled; the number of events."""
+        if self._runner is not None or self._consumer is not None:
+            raise RuntimeError("replay needs an AmiConnection that is not started")
+        consumer = asyncio.create_task(self._consume(), name="ami-events-replay")
+        count = 0
+        try:
+            for event in events:
+                event.manager = self._manager
+                self._events.put_nowait(event)
+                count += 1
+                if count % per_read == 0:
+                    await asyncio.sleep(0)
+            self._events.put_nowait(None)
+            await consumer
+        finally:
+            consumer.cancel()
+        return count
 
 
 def _drop(protocol: SafeAmiProtocol) -> None:

@@ -126,6 +126,7 @@ class Bench:
         settings = load_settings()
         ensure_redis(settings.redis.url, self.var_dir)
         self.hotline("demo")
+        self.prepare()
         self.hotline("asterisk", "up")
         log = (self.var_dir / "bench-backend.log").open("ab")
         self.backend = subprocess.Popen([sys.executable, "-m", "hotline.cli", "serve"],
@@ -145,6 +146,10 @@ class Bench:
 
         self.sandbox = AsteriskSandbox(settings=settings.asterisk, ami=settings.ami,
                                        var_dir=self.var_dir)
+
+    def prepare(self) -> None:
+        """Hook: runs after the demo data is seeded, before Asterisk's configuration is
+        rendered from the database."""
 
     def stop(self) -> None:
         if self.backend is not None:

@@ -9,25 +9,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agi.fastagi import FastAgiServer
 from agi.ivr import IvrRoute
 from agi.metrics import AgiMetrics
+from agi.seat import SeatRoute
 from agi.survey import SurveyRoute
+from ami_listener.agent_state import LiveStaffing
 from ami_listener.call_tracking import CallTracker
 from ami_listener.connection import AmiConnection
+from ami_listener.lockouts import LockoutRecorder
+from ami_listener.queue_members import QueueMemberSync
+from ami_listener.queue_view import QueueView
+from hotline.alerts import http as alerts_http
+from hotline.alerts.services import Alerts, LogNotifier, RedisNotifier
+from hotline.alerts.watchdog import LineWatchdog
 from hotline.calls import http as calls_http
+from hotline.calls import transfer_http as calls_transfer_http
 from hotline.calls.storage import CallJournal
 from hotline.clock import Clock
 from hotline.config import Settings
 from hotline.db.engine import create_engine_for, session_factory
-from hotline.db.models import Counsellor
 from hotline.live import LiveState
 from hotline.people import http as people_http
 from hotline.prompts import http as prompts_http
@@ -36,6 +43,10 @@ from hotline.rules.bus import RulesBus
 from hotline.rules.published import RoutingTable
 from hotline.rules.services import RulesService
 from hotline.rules.snapshot_files import write_fallback_files
+from hotline.staffing import http as staffing_http
+from hotline.staffing.roster import Roster
+from hotline.staffing.services import Staffing
+from hotline.stats import http as stats_http
 from hotline.web import health as health_http
 from hotline.web import metrics as metrics_http
 from hotline.web import openapi as openapi_http
@@ -47,21 +58,6 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass
-class Directory:
-    """Counsellors' interfaces, loaded once: no AMI event waits on the database."""
-
-    interfaces: dict[str, tuple[int, str]] = field(default_factory=dict)
-
-    def counsellor_for_interface(self, interface: str) -> tuple[int, str] | None:
-        return self.interfaces.get(interface)
-
-    async def load(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        async with sessions() as session:
-            counsellors = (await session.scalars(select(Counsellor))).all()
-        self.interfaces = {f"PJSIP/{c.sip_username}": (c.id, c.name) for c in counsellors}
-
-
-@dataclass
 class Components:
     engine: AsyncEngine
     journal: CallJournal
@@ -69,13 +65,21 @@ class Components:
     ami: AmiConnection
     fastagi: FastAgiServer
     tracker: CallTracker
-    directory: Directory
+    roster: Roster
+    staffing: Staffing
+    queue_view: QueueView
+    member_sync: QueueMemberSync
+    live_staffing: LiveStaffing
+    alerts: Alerts
+    alert_channel: RedisNotifier
+    watchdog: LineWatchdog
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
     routing: RoutingTable
     rules: RulesService
     rules_bus: RulesBus
     agi_metrics: AgiMetrics
+    lockouts: LockoutRecorder
 
 
 def build_components(settings: Settings) -> Components:
@@ -88,8 +92,9 @@ def build_components(settings: Settings) -> Components:
     journal = CallJournal(engine=engine, node=settings.asterisk.node_name)
     live = LiveState(url=settings.redis.url, prefix=settings.redis.key_prefix,
                      timeout=settings.redis.timeout_seconds)
-    directory = Directory()
     sessions = session_factory(engine)
+    # Counsellors, shifts and presence in memory: no AMI event or call waits on the database.
+    roster = Roster(sessions=sessions, clock=clock)
 
     async def write_fallback(snapshots: list[tuple[RulesSnapshot, bool]]) -> None:
         # The classic AGI fallback reads these where Asterisk runs; a failure to write them
@@ -101,10 +106,14 @@ def build_components(settings: Settings) -> Components:
 
     routing = RoutingTable(sessions=sessions, clock=clock, default_site=settings.demo.site_code,
                            crisis_priority=settings.ivr.crisis_priority,
-                           node=settings.asterisk.node_name, on_loaded=write_fallback)
+                           node=settings.asterisk.node_name, on_loaded=write_fallback,
+                           staffed_by=roster)
 
     async def routing_changed() -> None:
+        # Rules or staffing changed on some node: reload both here.
         await routing.reload_quietly()
+        await roster.reload_quietly()
+        member_sync.poke()
 
     rules_bus = RulesBus(url=settings.redis.url, prefix=settings.redis.key_prefix,
                          node=settings.asterisk.node_name, timeout=settings.redis.timeout_seconds,
@@ -124,18 +133,51 @@ def build_components(settings: Settings) -> Components:
         reconnect_min=settings.ami.reconnect_min_seconds,
         reconnect_max=settings.ami.reconnect_max_seconds,
     )
-    tracker = CallTracker(journal=journal, clock=clock, live=live, directory=directory)
+    tracker = CallTracker(journal=journal, clock=clock, live=live, directory=roster)
     tracker.subscribe(ami)
+    alert_channel = RedisNotifier(url=settings.redis.url, prefix=settings.redis.key_prefix,
+                                  timeout=settings.redis.timeout_seconds)
+    # The duty officer's phone and the webhook join these with the crisis capability.
+    alerts = Alerts(sessions=sessions, clock=clock, notifiers=[LogNotifier(), alert_channel])
+    # SIP lock-outs fail2ban announces: audit entries and alerts.
+    lockouts = LockoutRecorder(sessions=sessions, clock=clock, node=settings.asterisk.node_name,
+                               alerts=alerts)
+    lockouts.subscribe(ami)
+    queue_view = QueueView(clock=clock)
+    queue_view.subscribe(ami)
+
+    async def staffing_changed() -> None:
+        await roster.reload_quietly()
+        member_sync.poke()
+        await rules_bus.announce(None)
+
+    staffing = Staffing(sessions=sessions, clock=clock, roster=roster, on_change=staffing_changed)
+    member_sync = QueueMemberSync(ami=ami, view=queue_view, roster=roster, clock=clock,
+                                  tick_seconds=settings.staffing.tick_seconds,
+                                  on_crisis_call_done=staffing.start_debrief)
+    member_sync.subscribe()
+    live_staffing = LiveStaffing(view=queue_view, roster=roster, live=live, clock=clock,
+                                 default_wrapup_seconds=settings.queues.wrapup_seconds,
+                                 refresh_seconds=settings.staffing.live_refresh_seconds)
+    live_staffing.subscribe()
+    watchdog = LineWatchdog(alerts=alerts, roster=roster, routing=routing, view=queue_view,
+                            clock=clock, interval_seconds=settings.staffing.watchdog_seconds,
+                            wait_alert_seconds=settings.staffing.wait_alert_seconds,
+                            trunk_alert_seconds=settings.staffing.trunk_alert_seconds)
     fastagi = FastAgiServer(host=settings.agi.host, port=settings.agi.port,
                             header_timeout=settings.agi.header_timeout_seconds,
                             command_timeout=settings.agi.command_timeout_seconds,
                             metrics=agi_metrics)
     fastagi.add_route("ivr", IvrRoute(journal=journal, clock=clock, routing=routing))
     fastagi.add_route("survey", SurveyRoute(journal=journal, clock=clock, routing=routing))
+    fastagi.add_route("seat", SeatRoute(staffing=staffing, roster=roster))
     return Components(engine=engine, journal=journal, live=live, ami=ami, fastagi=fastagi,
-                      tracker=tracker, directory=directory, sessions=sessions, clock=clock,
-                      routing=routing,
-                      rules=rules, rules_bus=rules_bus, agi_metrics=agi_metrics)
+                      tracker=tracker, roster=roster, staffing=staffing, queue_view=queue_view,
+                      member_sync=member_sync, live_staffing=live_staffing, alerts=alerts,
+                      alert_channel=alert_channel, watchdog=watchdog, sessions=sessions,
+                      clock=clock, routing=routing,
+                      rules=rules, rules_bus=rules_bus, agi_metrics=agi_metrics,
+                      lockouts=lockouts)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -146,7 +188,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SESSIONS] = components.sessions
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        await components.directory.load(app[SESSIONS])
+        await components.roster.reload_quietly()
         # The published rules must be in memory before the FastAGI server takes a call;
         # if the database cannot be read, the built-in default rules serve.
         await components.routing.reload_quietly()
@@ -160,11 +202,18 @@ def create_app(settings: Settings) -> web.Application:
         await components.rules_bus.start()
         yield
         await components.rules_bus.close()
+        await components.alert_channel.close()
         await components.live.close()
 
     async def ami(_app: web.Application) -> AsyncIterator[None]:
         await components.ami.start()
+        await components.member_sync.start()
+        await components.live_staffing.start()
+        await components.watchdog.start()
         yield
+        await components.watchdog.close()
+        await components.live_staffing.close()
+        await components.member_sync.close()
         await components.ami.close()
 
     async def fastagi(_app: web.Application) -> AsyncIterator[None]:
@@ -179,8 +228,12 @@ def create_app(settings: Settings) -> web.Application:
     if settings.agi.enabled:
         app.cleanup_ctx.append(fastagi)
     calls_http.add_routes(app)
+    calls_transfer_http.add_routes(app)
     people_http.add_routes(app)
     rules_http.add_routes(app)
+    staffing_http.add_routes(app)
+    alerts_http.add_routes(app)
+    stats_http.add_routes(app)
     prompts_http.add_routes(app)
     health_http.add_routes(app)
     metrics_http.add_routes(app, components.agi_metrics)

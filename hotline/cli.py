@@ -123,15 +123,44 @@ def _sip_host(settings: Settings) -> str:
 
 
 def print_credentials(settings: Settings, counsellors: list[Any]) -> None:
-    table = Table(title="Counsellor softphones (SIP over UDP)")
-    for column in ("name", "tier", "username", "password", "server"):
+    table = Table(title="Counsellor softphones")
+    for column in ("name", "tier", "seat", "username", "password", "server", "transport"):
         table.add_column(column)
-    server = f"{_sip_host(settings)}:{settings.asterisk.sip_port}"
+    host = _sip_host(settings)
+    udp = f"{host}:{settings.asterisk.sip_port}"
+    tls = f"{host}:{settings.asterisk.tls_port}"
+    strict = settings.asterisk.cloud_seat_tls_required
     for counsellor in counsellors:
-        table.add_row(counsellor.name, counsellor.tier, counsellor.username, counsellor.secret,
-                      server)
+        seat = getattr(counsellor, "seat", "on_site")
+        if seat == "cloud":
+            server, transport = tls, ("TLS + SRTP (required)" if strict
+                                      else f"TLS + SRTP (or UDP {udp})")
+        else:
+            server, transport = udp, "UDP"
+        table.add_row(counsellor.name, counsellor.tier, seat, counsellor.username,
+                      counsellor.secret, server, transport)
     Console().print(table)
+    if any(getattr(c, "seat", "") == "cloud" for c in counsellors):
+        print_tls_trust(settings)
     print_admin_login(settings)
+
+
+def print_tls_trust(settings: Settings) -> None:
+    """What a cloud seat's softphone needs to trust the server over TLS."""
+    from hotline.asterisk.tls import TlsError, ensure_tls_files, fingerprint, server_names
+
+    out = Console(highlight=False, soft_wrap=True)
+    try:
+        files = ensure_tls_files(settings.var_dir, server_names(settings))
+        print_fingerprint = fingerprint(files.server_cert)
+    except (TlsError, ValueError) as error:
+        out.print(f"[yellow]TLS certificate not available: {error}")
+        return
+    out.print(f"Cloud seats (at home): account transport TLS, server "
+              f"{_sip_host(settings)}:{settings.asterisk.tls_port}, media encryption SRTP "
+              f"(SDES). Import the CA certificate {files.ca_cert} into the softphone, or "
+              f"accept the server certificate with SHA-256 fingerprint {print_fingerprint}.",
+              markup=False)
 
 
 def print_admin_login(settings: Settings) -> None:
@@ -314,13 +343,16 @@ async def rendered_files(settings: Settings) -> tuple[dict[str, str], list[str]]
             plan = await load_plan(session, now=Clock.from_settings(settings.clock).now(),
                                    default_site=settings.demo.site_code,
                                    wait_timeout=settings.queues.wait_timeout_seconds,
-                                   crisis_wait_timeout=settings.queues.crisis_wait_timeout_seconds)
+                                   crisis_wait_timeout=settings.queues.crisis_wait_timeout_seconds,
+                                   wrapup=settings.queues.wrapup_seconds,
+                                   widen_after=settings.queues.crisis_widen_after_seconds)
     finally:
         await engine.dispose()
     return render(plan, settings), plan.warnings
 
 
 def install_rendered(settings: Settings) -> None:
+    from hotline.asterisk.tls import install_sandbox_tls
     from hotline.db.migrate import upgrade
 
     upgrade(settings.database_url)
@@ -328,9 +360,15 @@ def install_rendered(settings: Settings) -> None:
     for warning in warnings:
         console.print(f"[yellow]warning: {warning}")
     sandbox = _sandbox(settings)
+    # The cloud seats' TLS certificate (generated into var/tls on first use) goes in first:
+    # Asterisk reads it when the TLS transport starts, so a new one needs a restart.
+    tls_changed = install_sandbox_tls(settings, sandbox)
     sandbox.install_config(files)
     if sandbox.status().running:
-        sandbox.reload()
+        if tls_changed:
+            sandbox.restart_asterisk()
+        else:
+            sandbox.reload()
 
 
 @main.group()
@@ -390,9 +428,65 @@ def start_sandbox(settings: Settings) -> None:
     build_sandbox_prompts(settings, sandbox)
     install_rendered(settings)
     sandbox.up()
+    start_lockout_guard(settings, sandbox)
     status = sandbox.status()
     console.print(f"[green]Asterisk {status.version} is up; carrier running: "
                   f"{status.carrier_running}")
+
+
+def _lockout_guard(settings: Settings, sandbox: Any) -> Any:
+    from hotline.asterisk.lockout import LockoutGuard
+
+    security_log = settings.lockout.security_log or sandbox.host_path(
+        "/var/log/asterisk/security.log")
+    return LockoutGuard(settings, state_dir=sandbox.run_dir.parent, security_log=security_log)
+
+
+def start_lockout_guard(settings: Settings, sandbox: Any) -> None:
+    """fail2ban for the sandbox: locks out addresses that keep failing SIP sign-in."""
+    from hotline.asterisk.lockout import LockoutError
+
+    guard = _lockout_guard(settings, sandbox)
+    if not settings.lockout.enabled:
+        guard.stop()
+        return
+    try:
+        done = guard.start()
+    except LockoutError as error:
+        console.print(f"[yellow]warning: SIP lock-out not enforced: {error}")
+        return
+    console.print(f"[green]✓[/] SIP lock-out guard (fail2ban) {done}: "
+                  f"{settings.lockout.max_failures} failures in {settings.lockout.find_seconds} s "
+                  f"lock an address out for {settings.lockout.ban_seconds} s")
+
+
+def stop_lockout_guard(settings: Settings, sandbox: Any) -> None:
+    if _lockout_guard(settings, sandbox).stop():
+        console.print("[green]✓[/] SIP lock-out guard (fail2ban) stopped")
+
+
+@asterisk.command("lockouts")
+@click.option("--unban", "unban", default=None, help="Lift the lock-out of this address.")
+@click.option("--fail2ban-config", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Write fail2ban's configuration here for your Asterisk host.")
+@click.option("--security-log", default="/var/log/asterisk/security.log",
+              help="Asterisk's security log on that host (with --fail2ban-config).")
+@pass_settings
+def asterisk_lockouts(settings: Settings, unban: str | None, fail2ban_config: Path | None,
+                      security_log: str) -> None:
+    """Addresses locked out for failing SIP sign-in (the sandbox's fail2ban)."""
+    from hotline.asterisk.lockout import write_fail2ban_dir
+
+    if fail2ban_config is not None:
+        write_fail2ban_dir(settings, fail2ban_config, security_log=security_log)
+        console.print(f"[green]wrote {fail2ban_config}; on the Asterisk host run: "
+                      f"fail2ban-client -c {fail2ban_config.resolve()} start")
+        return
+    guard = _lockout_guard(settings, _sandbox(settings))
+    if unban:
+        guard.unban(unban)
+    for address in guard.banned():
+        click.echo(address)
 
 
 @asterisk.command("up")
@@ -405,7 +499,8 @@ def asterisk_up(settings: Settings) -> None:
 @asterisk.command("down")
 @pass_settings
 def asterisk_down(settings: Settings) -> None:
-    """Stop Asterisk and the simulated carrier."""
+    """Stop Asterisk, the simulated carrier and the SIP lock-out guard (fail2ban)."""
+    stop_lockout_guard(settings, _sandbox(settings))
     _sandbox(settings).down()
 
 
@@ -488,6 +583,7 @@ def up(settings: Settings, keep_asterisk: bool) -> None:
         serve_forever(settings)
     finally:
         if not keep_asterisk:
+            stop_lockout_guard(settings, _sandbox(settings))
             _sandbox(settings).down()
 
 

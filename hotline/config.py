@@ -99,6 +99,23 @@ class QueueDefaults(BaseModel):
     crisis_widen_after_seconds: int = 15
     member_ring_seconds: int = 15
     oncall_ring_seconds: int = 30
+    # After a call, this long before a counsellor is offered the next one (per queue in
+    # the database; shared across queues: shared_lastcall).
+    wrapup_seconds: int = 10
+
+
+class StaffingSettings(BaseModel):
+    """Queue membership follows the roster: a pass every `tick_seconds` (shift boundaries
+    and pauses that end by themselves are applied within one tick)."""
+
+    tick_seconds: float = 1.0
+    # Counsellors' live states are re-published this often (wrap-up ends without an event).
+    live_refresh_seconds: float = 2.0
+    # The line watchdog: how often it looks, and its default thresholds (per site and per
+    # queue in the database).
+    watchdog_seconds: float = 5.0
+    wait_alert_seconds: int = 120
+    trunk_alert_seconds: float = 30.0
 
 
 class AsteriskSettings(BaseModel):
@@ -114,6 +131,8 @@ class AsteriskSettings(BaseModel):
     # The simulated carrier: its own loopback address, answering outbound calls.
     carrier_address: str = "127.0.0.2"
     carrier_port: int = 5070
+    # Seconds between OPTIONS pings to the carrier (0: off; the watchdog then can't tell).
+    carrier_qualify_seconds: int = 30
     # Where rendered configuration goes when not writing into the sandbox.
     render_dir: Path | None = None
     # Asterisk's sounds directory as Asterisk sees it, and the language of our prompts.
@@ -123,6 +142,22 @@ class AsteriskSettings(BaseModel):
     full_log: bool = False
     # Render the benchmark's extensions (99001 FastAGI IVR, 99002 the same in dialplan).
     bench: bool = False
+    # Cloud seats (counsellors at home on a softphone): SIP over TLS on this port, with
+    # SRTP. The server certificate and key as Asterisk reads them: generated into
+    # <var>/tls/ and installed at these paths in the sandbox; your own in production.
+    tls_port: int = 5061
+    tls_cert_file: str = "/etc/asterisk/keys/hotline-server.crt"
+    tls_key_file: str = "/etc/asterisk/keys/hotline-server.key"
+    # Names and addresses the generated server certificate is valid for (besides this
+    # machine's hostname, its outward address and 127.0.0.1).
+    tls_names: list[str] = Field(default_factory=list)
+    # True (production): a cloud seat is called only over TLS, with SRTP required. False
+    # (the sandbox's sipp softphones, a demo with a plain softphone): TLS and SRTP are
+    # offered, UDP and plain RTP still work.
+    cloud_seat_tls_required: bool = True
+    # OPTIONS ping to each cloud seat: an unreachable softphone is marked so within this
+    # many seconds (and not rung). 0 disables (sipp softphones do not answer OPTIONS).
+    cloud_seat_qualify_seconds: int = 30
 
 
 class RulesSettings(BaseModel):
@@ -148,6 +183,25 @@ class PromptSettings(BaseModel):
     max_upload_bytes: int = 200 * 1024 * 1024
 
 
+class LockoutSettings(BaseModel):
+    """Lock-out of addresses that keep failing SIP authentication: fail2ban reads
+    Asterisk's security log and drops their packets (nftables) for `ban_seconds`; each ban
+    and its end reach the backend's audit log and alerts as an AMI UserEvent."""
+
+    enabled: bool = True
+    max_failures: int = 5
+    find_seconds: int = 600
+    ban_seconds: int = 3600
+    # Never locked out: the Asterisk host itself (and, in the sandbox, the carrier).
+    ignore: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1"])
+    # Asterisk's security log as the fail2ban host reads it; empty means the sandbox's.
+    security_log: Path | None = None
+    # The AMI user whose only right is to send UserEvents (fail2ban's notifier).
+    ami_username: str = "hotline-lockout"
+    # Empty means generated once into var/secrets.toml.
+    ami_secret: str = ""
+
+
 class DemoSettings(BaseModel):
     site_code: str = "default"
 
@@ -170,9 +224,11 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
     queues: QueueDefaults = Field(default_factory=QueueDefaults)
+    staffing: StaffingSettings = Field(default_factory=StaffingSettings)
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    lockout: LockoutSettings = Field(default_factory=LockoutSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
 
     @field_validator("var_dir")

@@ -55,6 +55,7 @@ class SeededCounsellor:
     secret: str
     name: str
     tier: str
+    seat: str = "on_site"
 
 
 async def seed_demo(session: AsyncSession, *, site_code: str, now: datetime,
@@ -104,7 +105,8 @@ async def seed_demo(session: AsyncSession, *, site_code: str, now: datetime,
             start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
             counsellor.shifts.append(Shift(starts_at=start,
                                            ends_at=start + timedelta(days=shift_days)))
-        seeded.append(SeededCounsellor(username, counsellor.sip_secret, name, tier.value))
+        seeded.append(SeededCounsellor(username, counsellor.sip_secret, name, tier.value,
+                                       counsellor.seat.value))
     session.add(AuditEntry(at=now, actor="cli", action="demo.seed", target=f"site:{site_code}",
                            after={"counsellors": [c.username for c in seeded]}))
     await session.commit()

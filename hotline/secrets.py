@@ -45,10 +45,13 @@ def generated_secret(var_dir: Path, name: str, nbytes: int = 24) -> str:
 
 def new_sip_secret() -> str:
     # Letters and digits only: softphones differ in which punctuation they accept.
-    return secrets.token_hex(12)
+    # 32 hex digits: 128 bits of entropy, out of reach of an online guessing attack.
+    return secrets.token_hex(16)
 
 
 def fill_generated_secrets(settings: Settings) -> Settings:
     if not settings.ami.secret:
         settings.ami.secret = generated_secret(settings.var_dir, "ami_secret")
+    if not settings.lockout.ami_secret:
+        settings.lockout.ami_secret = generated_secret(settings.var_dir, "lockout_ami_secret")
     return settings

@@ -9,7 +9,9 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 need_packages=()
-for package in "$@" debootstrap sip-tester espeak-ng sox ffmpeg redis-server python3-venv; do
+# fail2ban + nftables: the SIP lock-out guard; openssl: the cloud seats' TLS certificate.
+for package in "$@" debootstrap sip-tester espeak-ng sox ffmpeg redis-server python3-venv \
+               fail2ban nftables openssl; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
     || need_packages+=("$package")
 done

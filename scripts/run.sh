@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# The demo's cloud seats take a plain UDP softphone too (production requires TLS + SRTP).
+export HOTLINE_ASTERISK__CLOUD_SEAT_TLS_REQUIRED="${HOTLINE_ASTERISK__CLOUD_SEAT_TLS_REQUIRED:-false}"
 exec .venv/bin/hotline up "$@"

@@ -112,6 +112,12 @@ SERVICE_PROMPTS: dict[str, str] = {
     "queue-all-busy": "咨询老师都在通话中，请不要挂机，我们会尽快接听你的电话。",
     "crisis-hold": "请不要挂机，值班老师马上就来。你并不孤单，我们陪着你。",
     "bye": "感谢你的来电，照顾好自己，再见。",
+    # What counsellors hear on their own phones (feature codes).
+    "seat-logged-in": "已签入，开始接听来电。",
+    "seat-logged-out": "已签出，不再接听来电。",
+    "seat-paused": "已暂停接听。",
+    "seat-unpaused": "已恢复接听。",
+    "seat-failed": "操作没有成功，请稍后再试，或联系值班主任。",
 }
 
 #: Every hotline prompt by its short name (the file is ``hotline/<name>.wav``).
@@ -201,6 +207,11 @@ HOTLINE_PROMPTS_EN: dict[str, str] = {
         "with you."
     ),
     "bye": "Thank you for calling. Take care of yourself. Goodbye.",
+    "seat-logged-in": "You are logged in and will receive calls.",
+    "seat-logged-out": "You are logged out and will not receive calls.",
+    "seat-paused": "Calls are paused.",
+    "seat-unpaused": "Calls are resumed.",
+    "seat-failed": "That did not work. Please try again later or call the duty supervisor.",
 }
 
 

@@ -831,7 +831,8 @@ class AsteriskSandbox:
             dist = self.host_path("/etc/asterisk.dist")
             dist.mkdir(parents=True, exist_ok=True)
             for path in etc.iterdir():
-                if path.name == "hotline" or path.name in base:
+                # keys/: the TLS certificate of the cloud seats' transport (hotline.asterisk.tls)
+                if path.name in ("hotline", "keys") or path.name in base:
                     continue
                 if path.is_dir() and not path.is_symlink():
                     target = dist / path.name

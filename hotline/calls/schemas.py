@@ -13,8 +13,10 @@ class CallEventOut(BaseModel):
 
     at: datetime
     kind: str = Field(description="ivr_start, digit, route, queue_join, ring, connect, abandon, "
-                                  "hangup, fallback, oncall_dial, oncall_result, reconciled_end…")
-    source: str = Field(description="agi, ami or reconcile")
+                                  "hangup, fallback, oncall_dial, oncall_result, transfer, "
+                                  "transfer_dial, transfer_result, transfer_request, "
+                                  "reconciled_end…")
+    source: str = Field(description="agi, ami, api or reconcile")
     data: dict[str, Any]
 
 

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 from hotline.clock import Clock
 from hotline.db.models import Role
@@ -36,67 +31,31 @@ from hotline.people.services import (
     Policy,
 )
 from hotline.web.auth import PEOPLE, TOKEN_ID, actor_of, require_role
+from hotline.web.bodies import answers_errors, path_int, read_body
 from hotline.web.keys import SESSIONS, SETTINGS
 from hotline.web.responses import json_error, json_model
 
-M = TypeVar("M", bound=BaseModel)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_STATUS: dict[type[PeopleError], int] = {
-    InvalidInput: 422, NotFound: 404, Conflict: 409, InvalidCredentials: 401, LockedOut: 429,
-}
-
-
-class _BadBody(Exception):
-    def __init__(self, status: int, error: str, detail: object = None) -> None:
-        super().__init__(error)
-        self.status, self.error, self.detail = status, error, detail
+def _locked_out(error: Exception) -> web.StreamResponse:
+    assert isinstance(error, LockedOut)
+    response = json_error(429, error.message, error.detail)
+    response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return response
 
 
-def _answers_errors(handler: Handler) -> Handler:
-    """Service and body errors become the API's JSON error shape."""
-
-    @functools.wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except _BadBody as error:
-            return json_error(error.status, error.error, error.detail)
-        except PeopleError as error:
-            response = json_error(_STATUS.get(type(error), 400), error.message, error.detail)
-            if isinstance(error, LockedOut):
-                response.headers["Retry-After"] = str(error.retry_after_seconds)
-            return response
-
-    return wrapper
-
-
-async def _body(request: web.Request, model: type[M]) -> M:
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise _BadBody(400, "the body must be a JSON object") from error
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        # include_input=False: a password must never be echoed back.
-        raise _BadBody(422, "invalid body", error.errors(
-            include_url=False, include_context=False, include_input=False)) from error
+_answers_errors = answers_errors({LockedOut: _locked_out, InvalidInput: 422, NotFound: 404,
+                                  Conflict: 409, InvalidCredentials: 401, PeopleError: 400})
 
 
 def _people(request: web.Request) -> People:
     return request.app[PEOPLE]
 
 
-def _id(request: web.Request, name: str) -> int:
-    return int(request.match_info[name])
-
-
 # -- signing in --------------------------------------------------------------------------
 
 @_answers_errors
 async def login(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, LoginIn)
+    body = await read_body(request, LoginIn)
     signed_in = await _people(request).login(body.username, body.password,
                                              token_name=body.token_name,
                                              remote=request.remote)
@@ -131,7 +90,7 @@ async def list_users(request: web.Request) -> web.StreamResponse:
 @_answers_errors
 async def create_user(request: web.Request) -> web.StreamResponse:
     actor = require_role(request, Role.ADMIN)
-    body = await _body(request, UserCreate)
+    body = await read_body(request, UserCreate)
     user = await _people(request).create_user(
         actor, username=body.username, role=body.role, password=body.password,
         display_name=body.display_name, language=body.language)
@@ -141,9 +100,9 @@ async def create_user(request: web.Request) -> web.StreamResponse:
 @_answers_errors
 async def update_user(request: web.Request) -> web.StreamResponse:
     actor = require_role(request, Role.ADMIN)
-    body = await _body(request, UserPatch)
+    body = await read_body(request, UserPatch)
     user = await _people(request).update_user(
-        actor, _id(request, "user_id"), display_name=body.display_name, role=body.role,
+        actor, path_int(request, "user_id"), display_name=body.display_name, role=body.role,
         active=body.active, password=body.password, language=body.language)
     return json_model(UserOut.model_validate(user))
 
@@ -151,8 +110,8 @@ async def update_user(request: web.Request) -> web.StreamResponse:
 @_answers_errors
 async def issue_token(request: web.Request) -> web.StreamResponse:
     actor = require_role(request, Role.ADMIN)
-    body = await _body(request, TokenCreate)
-    issued = await _people(request).issue_token(actor, _id(request, "user_id"), name=body.name,
+    body = await read_body(request, TokenCreate)
+    issued = await _people(request).issue_token(actor, path_int(request, "user_id"), name=body.name,
                                                 expires_in_days=body.expires_in_days)
     out = TokenOut.model_validate(issued.row)
     return json_model(IssuedTokenOut(**out.model_dump(), token=issued.token), status=201)
@@ -161,15 +120,15 @@ async def issue_token(request: web.Request) -> web.StreamResponse:
 @_answers_errors
 async def list_tokens(request: web.Request) -> web.StreamResponse:
     require_role(request, Role.ADMIN)
-    rows = await _people(request).list_tokens(_id(request, "user_id"))
+    rows = await _people(request).list_tokens(path_int(request, "user_id"))
     return json_model(TokenList(items=[TokenOut.model_validate(row) for row in rows]))
 
 
 @_answers_errors
 async def revoke_token(request: web.Request) -> web.StreamResponse:
     actor = require_role(request, Role.ADMIN)
-    row = await _people(request).revoke_token(actor, _id(request, "user_id"),
-                                              _id(request, "token_id"))
+    row = await _people(request).revoke_token(actor, path_int(request, "user_id"),
+                                              path_int(request, "token_id"))
     return json_model(TokenOut.model_validate(row))
 
 

@@ -10,7 +10,6 @@ Uploads are streamed to a file under the var directory, never held in memory who
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -33,6 +32,7 @@ from hotline.prompts.schemas import (
 from hotline.prompts.services import PromptLibrary, PromptLibraryError, Upload, VersionView
 from hotline.prompts.storage import PromptFiles
 from hotline.web.auth import actor_of, require_role
+from hotline.web.bodies import BadRequest, answers_errors
 from hotline.web.keys import SESSIONS, SETTINGS
 from hotline.web.responses import json_error, json_model
 
@@ -50,25 +50,12 @@ _CHUNK = 1 << 16
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, error: str, detail: object = None) -> None:
-        super().__init__(error)
-        self.status, self.error, self.detail = status, error, detail
+def _library_error(error: Exception) -> web.StreamResponse:
+    assert isinstance(error, PromptLibraryError)
+    return json_error(error.status, error.message, error.detail)
 
 
-def _answers_errors(handler: Handler) -> Handler:
-    """Library and request errors become the API's JSON error shape."""
-
-    @functools.wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except _BadRequest as error:
-            return json_error(error.status, error.error, error.detail)
-        except PromptLibraryError as error:
-            return json_error(error.status, error.message, error.detail)
-
-    return wrapper
+_answers_errors = answers_errors({PromptLibraryError: _library_error})
 
 
 def version_out(view: VersionView) -> PromptVersionOut:
@@ -123,7 +110,7 @@ async def post_prompt(request: web.Request) -> web.StreamResponse:
     elif content_type == "multipart/form-data":
         upload, fields = await _receive_form(request, library)
     else:
-        raise _BadRequest(415, "unsupported content type",
+        raise BadRequest(415, "unsupported content type",
                           {"content_type": content_type, "accepted": ACCEPTED_TYPES})
     try:
         view = await library.upload(actor, site, name, upload,
@@ -154,13 +141,13 @@ async def _json_body(request: web.Request) -> TextToSpeechIn:
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise _BadRequest(400, "the body must be a JSON object") from error
+        raise BadRequest(400, "the body must be a JSON object") from error
     except web.HTTPRequestEntityTooLarge as error:
-        raise _BadRequest(413, "the body is too large") from error
+        raise BadRequest(413, "the body is too large") from error
     try:
         return TextToSpeechIn.model_validate(data)
     except ValidationError as error:
-        raise _BadRequest(422, "invalid body", error.errors(include_url=False,
+        raise BadRequest(422, "invalid body", error.errors(include_url=False,
                                                             include_context=False)) from error
 
 
@@ -195,7 +182,7 @@ async def _receive(library: PromptLibrary, chunks: AsyncIterator[bytes],
             async for chunk in chunks:
                 size += len(chunk)
                 if size > library.max_upload_bytes:
-                    raise _BadRequest(413, "the file is too large",
+                    raise BadRequest(413, "the file is too large",
                                       {"max_bytes": library.max_upload_bytes})
                 digest.update(chunk)
                 out.write(chunk)
@@ -215,7 +202,7 @@ async def _receive_form(request: web.Request,
     try:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError) as error:
-        raise _BadRequest(400, "malformed multipart body") from error
+        raise BadRequest(400, "malformed multipart body") from error
     upload: Upload | None = None
     fields: dict[str, str] = {}
     try:
@@ -224,7 +211,7 @@ async def _receive_form(request: web.Request,
                 continue
             if part.name == "file":
                 if upload is not None:
-                    raise _BadRequest(400, "one file per upload")
+                    raise BadRequest(400, "one file per upload")
                 upload = await _receive(library, _part_chunks(part),
                                         _clean_filename(part.filename))
             elif part.name in _FORM_FIELDS:
@@ -232,7 +219,7 @@ async def _receive_form(request: web.Request,
                 async for chunk in _part_chunks(part):
                     value += chunk
                     if len(value) > _FIELD_MAX_BYTES:
-                        raise _BadRequest(400, f"the field {part.name} is too long")
+                        raise BadRequest(400, f"the field {part.name} is too long")
                 fields[part.name] = value.decode("utf-8", errors="replace").strip()
             else:
                 await part.release()
@@ -241,7 +228,7 @@ async def _receive_form(request: web.Request,
             upload.path.unlink(missing_ok=True)
         raise
     if upload is None:
-        raise _BadRequest(400, "the form has no file field",
+        raise BadRequest(400, "the form has no file field",
                           {"field": "file", "accepted": sorted(RAW_AUDIO_TYPES)})
     return upload, fields
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from hotline.db.models import FlagKind, Role
 from hotline.rules.schemas import (
@@ -32,6 +32,7 @@ from hotline.rules.services import (
     VersionView,
 )
 from hotline.web.auth import require_role
+from hotline.web.bodies import BadRequest, answers_errors, read_body
 from hotline.web.keys import COMPONENTS
 from hotline.web.responses import json_error, json_model
 
@@ -53,40 +54,17 @@ async def _json_body(request: web.Request) -> Any:
     try:
         return await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise _Refused(400, "the body is not valid JSON", str(error)) from error
+        raise BadRequest(400, "the body is not valid JSON", str(error)) from error
 
 
-async def _body(request: web.Request, model: type[Model]) -> Model:
-    try:
-        return model.model_validate(await _json_body(request))
-    except ValidationError as error:
-        raise _Refused(422, "invalid request body",
-                       error.errors(include_url=False, include_context=False)) from error
+def _refused(error: Exception) -> web.StreamResponse:
+    assert isinstance(error, RulesRefused)
+    return json_error(422, "the rules have problems and were not accepted", {
+        "problems": [p.as_dict() for p in error.problems]})
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, error: str, detail: Any = None) -> None:
-        super().__init__(error)
-        self.status, self.error, self.detail = status, error, detail
-
-
-def _errors(handler: Handler) -> Handler:
-    """One place turning use-case errors into the API's error shape."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except _Refused as refused:
-            return json_error(refused.status, refused.error, refused.detail)
-        except RulesRefused as refused:
-            return json_error(422, "the rules have problems and were not accepted", {
-                "problems": [p.as_dict() for p in refused.problems]})
-        except NotFound as missing:
-            return json_error(404, str(missing))
-        except InvalidInput as invalid:
-            return json_error(422, str(invalid))
-
-    return wrapped
+# One place turning use-case errors into the API's error shape.
+_errors = answers_errors({RulesRefused: _refused, NotFound: 404, InvalidInput: 422})
 
 
 def _site(request: web.Request) -> str:
@@ -112,7 +90,7 @@ async def put_draft(request: web.Request) -> web.Response:
     actor = require_role(request, Role.ADMIN)
     document = await _json_body(request)
     if not isinstance(document, dict):
-        raise _Refused(422, "the rules must be a JSON object")
+        raise BadRequest(422, "the rules must be a JSON object")
     view = await request.app[COMPONENTS].rules.save_draft(
         _site(request), document, actor=actor, note=request.query.get("note", ""))
     return json_model(_version_out(view))
@@ -139,7 +117,7 @@ async def check_rules(request: web.Request) -> web.Response:
     require_role(request, Role.ADMIN, Role.SUPERVISOR)
     document = await _json_body(request)
     if not isinstance(document, dict):
-        raise _Refused(422, "the rules must be a JSON object")
+        raise BadRequest(422, "the rules must be a JSON object")
     problems = await request.app[COMPONENTS].rules.check(_site(request), document)
     return json_model(CheckOut(problems=[ProblemOut(node=p.node, reason=p.reason)
                                          for p in problems]))
@@ -148,7 +126,7 @@ async def check_rules(request: web.Request) -> web.Response:
 @_errors
 async def publish(request: web.Request) -> web.Response:
     actor = require_role(request, Role.ADMIN)
-    body = await _body(request, PublishIn) if request.can_read_body else PublishIn()
+    body = await read_body(request, PublishIn) if request.can_read_body else PublishIn()
     view = await request.app[COMPONENTS].rules.publish(
         _site(request), actor=actor, version=body.version, note=body.note)
     return json_model(_version_out(view))
@@ -157,7 +135,7 @@ async def publish(request: web.Request) -> web.Response:
 @_errors
 async def rollback(request: web.Request) -> web.Response:
     actor = require_role(request, Role.ADMIN)
-    body = await _body(request, RollbackIn)
+    body = await read_body(request, RollbackIn)
     view = await request.app[COMPONENTS].rules.rollback(
         _site(request), to_version=body.version, actor=actor, note=body.note)
     return json_model(_version_out(view))
@@ -176,7 +154,7 @@ async def get_version(request: web.Request) -> web.Response:
     try:
         number = int(request.match_info["version"])
     except ValueError as error:
-        raise _Refused(400, "the version must be a number") from error
+        raise BadRequest(400, "the version must be a number") from error
     view = await request.app[COMPONENTS].rules.version(_site(request), number)
     return json_model(_version_out(view))
 
@@ -194,9 +172,9 @@ def _year(request: web.Request) -> int:
     try:
         year = int(request.match_info["year"])
     except ValueError as error:
-        raise _Refused(400, "the year must be a number") from error
+        raise BadRequest(400, "the year must be a number") from error
     if not 2000 <= year <= 2100:
-        raise _Refused(422, "the year must be between 2000 and 2100")
+        raise BadRequest(422, "the year must be between 2000 and 2100")
     return year
 
 
@@ -211,7 +189,7 @@ async def get_calendar_year(request: web.Request) -> web.Response:
 async def put_calendar_year(request: web.Request) -> web.Response:
     actor = require_role(request, Role.ADMIN)
     year = _year(request)
-    body = await _body(request, CalendarYearIn)
+    body = await read_body(request, CalendarYearIn)
     rules = request.app[COMPONENTS].rules
     await rules.put_calendar_year(year, holidays=[(h.date, h.name) for h in body.holidays],
                                   workdays=body.workdays, source=body.source, actor=actor)
@@ -230,7 +208,7 @@ async def list_flags(request: web.Request) -> web.Response:
 @_errors
 async def add_flag(request: web.Request) -> web.Response:
     actor = require_role(request, Role.ADMIN, Role.SUPERVISOR)
-    body = await _body(request, FlagIn)
+    body = await read_body(request, FlagIn)
     flag = await request.app[COMPONENTS].rules.add_flag(
         number=body.number, kind=FlagKind(body.kind), reason=body.reason, actor=actor,
         expires_in_days=body.expires_in_days, call_id=body.call_id)
@@ -243,7 +221,7 @@ async def revoke_flag(request: web.Request) -> web.Response:
     try:
         flag_id = int(request.match_info["flag_id"])
     except ValueError as error:
-        raise _Refused(400, "the flag id must be a number") from error
+        raise BadRequest(400, "the flag id must be a number") from error
     flag = await request.app[COMPONENTS].rules.revoke_flag(flag_id, actor=actor)
     return json_model(FlagOut.model_validate(flag))
 

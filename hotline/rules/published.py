@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -23,7 +24,7 @@ from hotline.rules import storage
 from hotline.rules.calendar_source import build_calendar, years_around
 from routing.callers import CallerNumber
 from routing.defaults import default_rules
-from routing.hours import HolidayCalendar
+from routing.hours import HolidayCalendar, is_open, local_time, overrides_by_date
 from routing.membership import CounsellorOnDuty, queue_members
 from routing.menu import CallerContext
 from routing.rules import RuleSet
@@ -76,11 +77,20 @@ def fallback_site(code: str, queue_kinds: Mapping[str, str], crisis_priority: in
     return SiteRouting(code, 0, rules, {}, queue_kinds)
 
 
+class StaffedBy(Protocol):
+    """Who is on duty for which queue now (the roster: shifts, log in / out)."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def on_duty_queues(self, site_code: str, at: datetime) -> set[str]: ...
+
+
 class RoutingTable:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
                  default_site: str, crisis_priority: int, node: str = "sandbox",
                  on_loaded: Callable[[list[tuple[RulesSnapshot, bool]]], Awaitable[None]]
-                 | None = None) -> None:
+                 | None = None, staffed_by: StaffedBy | None = None) -> None:
         self._sessions = sessions
         self._clock = clock
         self.default_site = default_site
@@ -88,6 +98,7 @@ class RoutingTable:
         self._node = node
         # Called with the classic AGI fallback's snapshots after every load.
         self._on_loaded = on_loaded
+        self._staffed_by = staffed_by
         default = fallback_site(default_site, {"crisis": "crisis", "psych": "psych",
                                                "legal": "legal"}, crisis_priority)
         self.state = RoutingState({default_site: default}, HolidayCalendar())
@@ -108,7 +119,18 @@ class RoutingTable:
         return CallerContext(high_risk=flagged_at is not None and now - flagged_at <= window,
                              abusive=number.number in self.state.abusive)
 
+    def is_open(self, site_code: str, now: datetime) -> bool:
+        """Whether the site's line is in service hours now (the watchdog's "line open")."""
+        rules = self.site(site_code).rules
+        local = local_time(now, rules.timezone)
+        return is_open(rules.hours.site, self.state.calendar, local,
+                       overrides_by_date(rules.hours.overrides))
+
     def staffed(self, site_code: str, now: datetime) -> Callable[[str], bool]:
+        if self._staffed_by is not None:
+            if not self._staffed_by.loaded:
+                return lambda _queue: True
+            return self._staffed_by.on_duty_queues(site_code, now).__contains__
         if not self.state.loaded:
             # Shifts unknown (nothing read yet): try the queue; the dialplan leaves an empty
             # queue at once for the on-call numbers.

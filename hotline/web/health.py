@@ -93,6 +93,21 @@ def _rules(request: web.Request) -> tuple[ComponentHealth, ComponentHealth]:
         "days_ahead": days})
 
 
+def _queues(request: web.Request) -> ComponentHealth:
+    """Whether Asterisk's queue members follow the roster (a sync pass since the last
+    AMI connect), and the open line-health alerts' count is in /api/alerts."""
+    components = request.app[COMPONENTS]
+    sync, view = components.member_sync, components.queue_view
+    detail = {"passes": sync.passes, "actions_sent": sync.actions_sent,
+              "view_rebuilds": view.rebuilds, "roster_reloads": components.roster.reloads,
+              "roster_error": components.roster.last_error, "error": sync.last_error}
+    if not components.ami.connected:
+        return ComponentHealth(status="unknown", detail={**detail,
+                                                        "reason": "AMI is not connected"})
+    in_step = view.ready and sync.synced_since_connect and sync.last_error is None
+    return ComponentHealth(status="ok" if in_step else "warn", detail=detail)
+
+
 async def health(request: web.Request) -> web.Response:
     database, redis_health, (ami, asterisk) = await asyncio.gather(
         _database(request), _redis(request), _ami_and_asterisk(request))
@@ -104,6 +119,7 @@ async def health(request: web.Request) -> web.Response:
             "errors": fastagi.errors_total}),
     }
     components["rules"], components["calendar"] = _rules(request)
+    components["queues"] = _queues(request)
     # A warning (e.g. next year's holidays not entered yet) is not an outage.
     healthy = all(component.status in ("ok", "warn") for component in components.values())
     body = Health(status="ok" if healthy else "degraded", components=components)

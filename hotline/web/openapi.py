@@ -8,8 +8,10 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from hotline.calls import transfer_http
 from hotline.calls.http import CallQuery
 from hotline.calls.schemas import CallDetail, CallList, ErrorOut
+from hotline.calls.transfers import TransferIn, TransferOut
 from hotline.people.schemas import (
     IssuedTokenOut,
     LoginIn,
@@ -30,13 +32,15 @@ from hotline.prompts.schemas import (
     TextToSpeechIn,
 )
 from hotline.rules import openapi as rules_openapi
+from hotline.staffing import openapi as staffing_openapi
+from hotline.stats import openapi as stats_openapi
 from hotline.web.health import Health
 
 OUTPUTS: tuple[type[BaseModel], ...] = (CallList, CallDetail, ErrorOut, Health, LoginOut, UserOut,
                                         UserList, TokenOut, IssuedTokenOut, TokenList,
-                                        PromptList, PromptDetail, PromptVersionOut)
+                                        PromptList, PromptDetail, PromptVersionOut, TransferOut)
 INPUTS: tuple[type[BaseModel], ...] = (LoginIn, UserCreate, UserPatch, TokenCreate,
-                                       TextToSpeechIn)
+                                       TextToSpeechIn, TransferIn)
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -198,8 +202,10 @@ def _prompt_paths() -> dict[str, Any]:
 
 def build_openapi() -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(m, "serialization") for m in (*OUTPUTS, *rules_openapi.OUTPUTS)]
-        + [(m, "validation") for m in (*INPUTS, *rules_openapi.INPUTS)],
+        [(m, "serialization") for m in (*OUTPUTS, *rules_openapi.OUTPUTS,
+                                          *stats_openapi.OUTPUTS, *staffing_openapi.OUTPUTS)]
+        + [(m, "validation") for m in (*INPUTS, *rules_openapi.INPUTS,
+                                       *staffing_openapi.INPUTS)],
         ref_template="#/components/schemas/{model}",
     )
     query_schema = CallQuery.model_json_schema()["properties"]
@@ -239,9 +245,12 @@ def build_openapi() -> dict[str, Any]:
                               "404": _json(ErrorOut, "no such call"), "401": unauthorized,
                               "403": calls_forbidden},
             }},
+            **transfer_http.openapi_paths(_json, _body),
             **_people_paths(),
             **_prompt_paths(),
             **rules_openapi.rules_paths(_json, _body),
+            **staffing_openapi.staffing_paths(_json, _body),
+            **stats_openapi.stats_paths(_json),
             "/api/agi/step-samples": {
                 "get": {"summary": "The backend's time per FastAGI step, raw samples (admin; "
                                    "kept only with agi.keep_step_samples, for benchmarks)",

@@ -1,9 +1,13 @@
 from datetime import UTC, datetime
 
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
 from hotline.asterisk.plan import load_plan
 from hotline.asterisk.render import render
 from hotline.config import Settings
 from hotline.db.engine import session_factory
+from hotline.db.models import Site
 from hotline.demo import seed_demo
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
@@ -26,19 +30,46 @@ async def test_demo_seed_is_idempotent_and_keeps_secrets(engine):
     assert len({c.secret for c in first}) == 3
 
 
-async def test_rendered_queues_follow_tiers_and_shifts(engine, tmp_path):
+async def test_rendered_queues_leave_members_to_the_backend(engine, tmp_path):
     _seeded, plan = await _plan(engine)
     files = render(plan, Settings(var_dir=tmp_path))
     queues = files["queues.conf"]
     crisis = queues.split("[crisis]")[1].split("\n[")[0]
-    assert "member => PJSIP/c1001,0," in crisis
-    assert "member => PJSIP/c1002,5," in crisis
-    assert "defaultrule=hotline-crisis-widen" in crisis
+    # Members are dynamic: added, paused and removed over AMI as the roster changes.
+    assert "member =>" not in queues
+    assert "defaultrule=hotline-widen-crisis" in crisis
     assert "strategy=ringall" in crisis
-    assert "joinempty=unavailable,invalid" in crisis
+    assert "joinempty=paused,unavailable,invalid" in crisis
+    assert "wrapuptime=0" in crisis
+    rules = files["queuerules.conf"]
+    assert "[hotline-widen-crisis]\npenaltychange => 15,10" in rules
 
 
-async def test_nobody_on_duty_renders_empty_queues_and_the_oncall_route(engine, tmp_path):
+async def test_queue_settings_and_the_backup_line_are_rendered(engine, tmp_path):
+    async with session_factory(engine)() as session:
+        await seed_demo(session, site_code="default", now=NOW)
+        site = await session.scalar(select(Site).where(Site.code == "default")
+                                    .options(selectinload(Site.queues)))
+        site.backup_number = "12355001"
+        for queue in site.queues:
+            queue.wrapup_seconds = 20 if queue.kind.value == "psych" else None
+            queue.widen_after_seconds = 8 if queue.kind.value == "crisis" else None
+        await session.commit()
+        plan = await load_plan(session, now=NOW, default_site="default", wait_timeout=90,
+                               crisis_wait_timeout=45, wrapup=10, widen_after=15)
+    files = render(plan, Settings(var_dir=tmp_path))
+    psych = files["queues.conf"].split("[psych]")[1].split("\n[")[0]
+    assert "wrapuptime=20" in psych
+    assert "wrapuptime=10" in files["queues.conf"].split("[legal]")[1].split("\n[")[0]
+    assert "penaltychange => 8,10" in files["queuerules.conf"]
+    oncall = _contexts(files["extensions.conf"])["hotline-oncall"]
+    # The backup line first, then each on-call mobile unless it is busy with another caller.
+    assert oncall.index("Dial(PJSIP/12355001@carrier,") < oncall.index(
+        "Dial(PJSIP/13800000001@carrier,")
+    assert "GROUP_COUNT(13800000001@hotline-oncall)" in oncall
+
+
+async def test_nobody_on_duty_still_renders_the_oncall_route(engine, tmp_path):
     _seeded, plan = await _plan(engine, now=datetime(2027, 6, 1, tzinfo=UTC))
     files = render(plan, Settings(var_dir=tmp_path))
     assert "member =>" not in files["queues.conf"]
@@ -136,3 +167,20 @@ async def test_every_hotline_sound_the_config_plays_is_built_in(engine, tmp_path
                 played |= set(re.findall(r"hotline/[a-z0-9-]+(?:/[a-z0-9-]+)*", line))
     assert {"hotline/connecting", "hotline/crisis-hold", "hotline/queue-all-busy"} <= played
     assert played <= set(BUILTIN_PROMPTS)
+
+
+async def test_a_mobile_seat_dials_the_mobile_through_the_carrier(engine, tmp_path):
+    from hotline.db.models import Counsellor, Seat, Tier
+
+    async with session_factory(engine)() as session:
+        await seed_demo(session, site_code="default", now=NOW)
+        site = await session.scalar(select(Site).where(Site.code == "default"))
+        session.add(Counsellor(site_id=site.id, name="赵老师", tier=Tier.CONSULTATION,
+                               seat=Seat.MOBILE, skills=["psych"], sip_username="c1004",
+                               sip_secret="x" * 32, mobile_number="13900001004"))
+        await session.commit()
+        plan = await load_plan(session, now=NOW, default_site="default", wait_timeout=90,
+                               crisis_wait_timeout=45)
+    dialplan = render(plan, Settings(var_dir=tmp_path))["extensions.conf"]
+    mobile = _contexts(dialplan)["hotline-mobile-seat"]
+    assert "exten => c1004,1,Dial(PJSIP/13900001004@carrier," in mobile

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,33 @@ class Backend:
         spool = self.settings.asterisk.voicemail_spool.lstrip("/")
         return Path(self.settings.asterisk.chroot_dir).expanduser() / spool / site
 
+    def now(self) -> datetime:
+        """The backend's clock (the harness's offset from real time)."""
+        offset = float(self.env.get("HOTLINE_CLOCK__OFFSET_SECONDS", "0"))
+        return datetime.now(UTC) + timedelta(seconds=offset)
+
+    def asterisk(self, command: str) -> str:
+        """An Asterisk CLI command in the sandbox."""
+        from hotline.asterisk.sandbox import AsteriskSandbox
+
+        sandbox = AsteriskSandbox(settings=self.settings.asterisk, ami=self.settings.ami,
+                                  var_dir=self.settings.var_dir)
+        return sandbox.cli(command)
+
+    def queue_members(self, queue: str) -> dict[str, str]:
+        """What Asterisk says about each member of a queue: interface → its `queue show` line."""
+        members = {}
+        for line in self.asterisk(f"queue show {queue}").splitlines():
+            if "(PJSIP/" in line:
+                interface = line.split("(", 1)[1].split(" ", 1)[0].rstrip(")")
+                members[interface] = line.strip()
+        return members
+
+    def counsellor_ids(self) -> dict[str, int]:
+        status, page = self.api("/api/counsellors")
+        assert status == 200, page
+        return {item["sip_username"]: item["id"] for item in page["items"]}
+
     def restart(self, **overrides: str) -> None:
         """Stop and start again with other settings (a clock, a disabled FastAGI server)."""
         self.stop()
@@ -116,7 +143,9 @@ class Backend:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
 
-    def wait_healthy(self, timeout: float = 60, component: str = "ami") -> dict[str, Any]:
+    def wait_healthy(self, timeout: float = 60,
+                     components: tuple[str, ...] = ("ami", "queues")) -> dict[str, Any]:
+        """Until AMI is up and the queues' members follow the roster."""
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
@@ -124,7 +153,7 @@ class Backend:
                 raise AssertionError(f"backend exited: {self.log_path.read_text()[-3000:]}")
             try:
                 _status, last = self.api("/api/health", token=False)
-                if last["components"][component]["status"] == "ok":
+                if all(last["components"][name]["status"] == "ok" for name in components):
                     return dict(last)
             except (OSError, KeyError, ValueError):
                 pass
@@ -174,6 +203,12 @@ def backend(workdir: Path) -> Iterator[Backend]:
         "HOTLINE_QUEUES__CRISIS_WIDEN_AFTER_SECONDS": "8",
         "HOTLINE_LOG_LEVEL": "INFO",
         "HOTLINE_CLOCK__OFFSET_SECONDS": str(clock_offset_for(HARNESS_TIME)),
+        # sipp softphones speak neither TLS nor SRTP and answer no OPTIONS: the demo's cloud
+        # seats (c1001, c1003) register over UDP here (test_cloud_seats covers TLS).
+        "HOTLINE_ASTERISK__CLOUD_SEAT_TLS_REQUIRED": "false",
+        "HOTLINE_ASTERISK__CLOUD_SEAT_QUALIFY_SECONDS": "0",
+        # A short SIP lock-out, so test_cloud_seats sees one end.
+        "HOTLINE_LOCKOUT__BAN_SECONDS": "15",
     }
     # Secrets are generated into the test's own var dir; pin them for the child processes.
     os.environ.update({k: v for k, v in env.items() if k.startswith("HOTLINE_")})
@@ -194,6 +229,11 @@ def backend(workdir: Path) -> Iterator[Backend]:
     hotline("asterisk", "up")
     server = Backend(env, var_dir / "backend.log", token)
     server.start()
+    # No debrief pause after a crisis call unless a test asks for one: the tests' counsellors
+    # take one crisis call after another.
+    status, body = server.api("/api/sites/default/staffing", method="PATCH",
+                              body={"debrief_seconds": 0})
+    assert status == 200, body
     yield server
     server.stop()
 

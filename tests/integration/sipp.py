@@ -68,21 +68,29 @@ class CallResult:
 
 def key_presses(keys: str, *, workdir: Path, first_after_ms: int = 1500,
                 gap_ms: int = 1500) -> str:
-    """Key presses as RFC 4733 events. Each recording after the first is re-stamped after
-    the previous one: Asterisk ignores an event whose RTP timestamp is older than the last
-    it saw, and sip-tester's recordings do not rise in key order (2 after 5 is lost)."""
+    """Key presses as RFC 4733 events: the first after `first_after_ms`, then one every
+    `gap_ms`."""
+    return timed_key_presses([(key, first_after_ms if index == 0 else gap_ms)
+                              for index, key in enumerate(keys)], workdir=workdir)
+
+
+def timed_key_presses(presses: Sequence[tuple[str, int]], *, workdir: Path) -> str:
+    """sipp actions pressing each key after its pause (ms), as RFC 4733 events. Each
+    recording after the first is re-stamped after the previous one: Asterisk ignores an
+    event whose RTP timestamp is older than the last it saw, and sip-tester's recordings do
+    not rise in key order (2 after 5 is lost)."""
     from bench.menu import later_key_pcap
 
     lines = []
     previous: Path | None = None
-    for index, key in enumerate(keys):
+    for key, pause_ms in presses:
         name = {"*": "star", "#": "pound"}.get(key, key)
         if previous is None:
             pcap = Path(DTMF_PCAP.format(name))
         else:
             pcap = later_key_pcap(name, previous, workdir / f"dtmf-{next(_ports)}-{name}.pcap")
         previous = pcap
-        lines.append(f'  <pause milliseconds="{first_after_ms if index == 0 else gap_ms}"/>')
+        lines.append(f'  <pause milliseconds="{pause_ms}"/>')
         lines.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
     return "\n".join(lines)
 
@@ -186,3 +194,16 @@ def softphone(workdir: Path, *, user: str, password: str, ring_ms: int = 1000,
             process.wait()
         register(workdir, user=user, password=password, contact_port=port, port=port,
                  expires=0)
+
+
+def dial_feature_code(workdir: Path, *, user: str, password: str, code: str) -> CallResult:
+    """The counsellor's phone dials a feature code (*61 log in, *62 log out, ...) and waits
+    for the confirmation to end."""
+    port, media = free_port_pair()
+    scenario = _scenario("counsellor_dials", workdir, user=user, password=password,
+                         dialed=code)
+    completed = subprocess.run(_sipp(scenario, local_ip="127.0.0.1", port=port, media_port=media,
+                                     extra=["-timeout", "40s"]),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    return CallResult(completed.returncode, _read(scenario.with_suffix(".messages.log")),
+                      _read(scenario.with_suffix(".errors.log")))

@@ -4,7 +4,6 @@ default rules are clean; malformed documents are refused by the model itself."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -446,9 +445,10 @@ def test_many_overrides_stay_quick_to_validate():
     rules = DEFAULT.model_copy(update={"hours": DEFAULT.hours.model_copy(
         update={"overrides": overrides, "queues": {"crisis": DESK}})})
     rules = with_nodes(rules, crisis=CrisisNode())
-    started = time.perf_counter()
-    problems_of(rules)
-    assert time.perf_counter() - started < 2
+    # Validation walks the menu once per distinct moment: 100 overrides collapse to the few
+    # states they produce (no timing here: speed is measured in bench/, not in tests).
+    assert len(moments(rules)) <= 8
+    assert problems_of(rules) == []
 
 
 def test_an_abusive_entry_without_the_crisis_option():

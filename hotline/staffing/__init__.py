@@ -1,0 +1,1 @@
+"""Counsellors, shifts, log in / out and pauses: who answers which queue, now."""
