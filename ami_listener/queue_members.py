@@ -4,7 +4,9 @@ with the reason (the counsellor's own, a debrief, an unregistered softphone, the
 cap) — sent only for what differs from Asterisk's queues as the QueueView sees them.
 
 One owned task runs a pass every `tick_seconds` (shift boundaries and pause ends are
-seen within a tick) and at once when poked (a log-in, a hang-up, a registration).
+seen within a tick) and at once when poked (a log-in, a hang-up, a registration) — or,
+with `min_pass_interval`, no sooner than that after the previous pass: a pass recomputes
+the whole roster's membership, and under load nearly every read of AMI events pokes.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ RETRY_AFTER_SECONDS = 10.0
 class QueueMemberSync:
     def __init__(self, *, ami: AmiConnection, view: QueueView, roster: Roster, clock: Clock,
                  tick_seconds: float = 1.0,
-                 on_crisis_call_done: CrisisCallDone | None = None) -> None:
+                 on_crisis_call_done: CrisisCallDone | None = None,
+                 min_pass_interval: float = 0.0) -> None:
         self._ami = ami
         self._view = view
         self._roster = roster
         self._clock = clock
         self._tick = tick_seconds
+        self._min_pass_interval = min_pass_interval
         self._on_crisis_call_done = on_crisis_call_done
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -99,13 +103,21 @@ class QueueMemberSync:
             log.error("debrief pause not started", error=repr(task.exception()))
 
     async def _run(self) -> None:
+        last_pass = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._tick):
                     await self._poke.wait()
+            if self._min_pass_interval > 0:
+                # pokes meanwhile coalesce into this pass
+                await asyncio.sleep(last_pass + self._min_pass_interval - time.monotonic())
             self._poke.clear()
-            if not (self._ami.connected and self._view.ready and self._roster.state.loaded):
+            if not (self._ami.connected and self._roster.state.loaded):
                 continue
+            # The rebuild after a (re)connect failed (Asterisk still booting): again now.
+            if not self._view.ready and not await self._view.rebuild_quietly(self._ami):
+                continue
+            last_pass = time.monotonic()
             try:
                 await self.sync_once()
                 self.last_error = None

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from panoramisk.message import Message
 
-from ami_listener.connection import AmiConnection
+from ami_listener.connection import AmiConnection, AmiError
 from hotline.clock import Clock
 
 log = structlog.get_logger(__name__)
@@ -123,7 +123,7 @@ class QueueView:
         ami.subscribe("AgentRingNoAnswer", self.on_agent_ring_ended)
         ami.subscribe("AgentConnect", self.on_agent_connect)
         ami.subscribe("AgentComplete", self.on_agent_complete)
-        ami.on_connected.append(lambda: self.rebuild(ami))
+        ami.on_connected.append(lambda: self._rebuild_on_connect(ami))
         ami.on_disconnected.append(self._forget)
 
     # -- reads ------------------------------------------------------------------------------
@@ -235,6 +235,19 @@ class QueueView:
 
     async def _forget(self) -> None:
         self.ready = False
+
+    async def _rebuild_on_connect(self, ami: AmiConnection) -> None:
+        await self.rebuild_quietly(ami)
+
+    async def rebuild_quietly(self, ami: AmiConnection) -> bool:
+        """Rebuild; when Asterisk cannot answer yet (still booting, the link dropped again)
+        the view stays not ready and the membership sync tries again within a tick."""
+        try:
+            await self.rebuild(ami)
+        except AmiError as error:
+            log.warning("queue view not rebuilt yet", error=repr(error))
+            return False
+        return True
 
     async def rebuild(self, ami: AmiConnection) -> None:
         """Replace the view with Asterisk's own account of it (after every (re)connect)."""

@@ -13,9 +13,11 @@
    LockoutRecorder, QueueView, QueueMemberSync, LiveStaffing; a real SQLite call journal, a
    real Redis through LiveState), take the recorded events through AmiConnection's queue and
    consumer (`AmiConnection.replay`), as fast as they can, the process pinned to one core;
-   Redis is written in pipelines as LiveState's writer does (every 0.2 s and at the end).
-   Once the whole stream, once the stream the backend's AMI user would receive (read
-   classes and event filters of asterisk_conf/manager.conf.j2, mirrored by bench.ami_filter).
+   Redis is written in pipelines as LiveState's writer does (every 0.2 s and at the end);
+   QueueMemberSync's passes run against a stand-in Asterisk. Once the whole stream, once the
+   stream the backend's AMI user would receive (read classes and event filters of
+   asterisk_conf/manager.conf.j2, mirrored by bench.ami_filter); each also with the
+   membership passes spaced (a proposal) and with them off, to show what they cost.
 3. Lag. The same classes, all started, in this process instead of the backend's (restarted
    with `ami.enabled` off), logged in as the backend's (filtered) AMI user, while sipp drives
    R calls/s through menu, queue and answer for S seconds: for every event handled,
@@ -51,7 +53,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -76,8 +78,13 @@ RECORD_PORT, LAG_PORT = 48000, 48100
 RING_MS, TALK_MS = 200, 1000
 TARGET_EVENTS_PER_SECOND = 15_000
 TARGET_LAG_P99_MS = 100.0
+TARGET_RATE = 40  # calls/s
 LINGER_SECONDS = 0.2  # LiveState's and the call journal's
 NO_SYNC = ", QueueMemberSync passes off"
+PROPOSED_INTERVAL = 0.1  # QueueMemberSync(min_pass_interval=…), measured as a proposal
+SPACED = f", passes at most every {PROPOSED_INTERVAL:g} s"
+# replay variants: (name suffix, QueueMemberSync passes run, its min_pass_interval)
+VARIANTS = (("", True, 0.0), (SPACED, True, PROPOSED_INTERVAL), (NO_SYNC, False, 0.0))
 
 
 # -- the sandbox, with bench counsellors ------------------------------------------------------
@@ -509,11 +516,12 @@ class Listener:
 
 async def build_listener(*, ami: Any, db_url: str, redis_url: str, prefix: str,
                          offset: float, node: str, wrapup_seconds: int,
-                         refresh_seconds: float, actions: Any = None) -> Listener:
+                         refresh_seconds: float, actions: Any = None,
+                         min_pass_interval: float = 0.0) -> Listener:
     """The AMI listener's subscribers as build_components wires them, on their own SQLite
-    copy and Redis key prefix. QueueMemberSync subscribes but its task (which sends queue
-    actions) is not started, and a crisis call's debrief pause is not wired: the bench's
-    calls are psych calls."""
+    copy and Redis key prefix; nothing started. QueueMemberSync sends its actions to
+    `actions` (default: `ami`); a crisis call's debrief pause is not wired (the bench's calls
+    are psych calls)."""
     from ami_listener.agent_state import LiveStaffing
     from ami_listener.call_tracking import CallTracker
     from ami_listener.lockouts import LockoutRecorder
@@ -539,7 +547,8 @@ async def build_listener(*, ami: Any, db_url: str, redis_url: str, prefix: str,
     LockoutRecorder(sessions=sessions, clock=clock, node=node).subscribe(ami)
     view = QueueView(clock=clock)
     view.subscribe(ami)
-    member_sync = QueueMemberSync(ami=actions or ami, view=view, roster=roster, clock=clock)
+    member_sync = QueueMemberSync(ami=actions or ami, view=view, roster=roster, clock=clock,
+                                  min_pass_interval=min_pass_interval)
     member_sync.subscribe()
     live_staffing = LiveStaffing(view=view, roster=roster, live=live, clock=clock,
                                  default_wrapup_seconds=wrapup_seconds,
@@ -620,7 +629,7 @@ class Replay:
 
 async def replay_once(stream: str, raws: list[str], recording: Recording, *, db_template: Path,
                       redis_url: str, workdir: Path, run: int, sync: bool = True,
-                      profile: bool = False) -> Replay:
+                      min_pass_interval: float = 0.0, profile: bool = False) -> Replay:
     """One replay on fresh components. `sync`: QueueMemberSync's task runs its passes, as it
     does live, against an Asterisk stand-in that accepts every action."""
     from ami_listener.connection import AmiConnection
@@ -636,7 +645,8 @@ async def replay_once(stream: str, raws: list[str], recording: Recording, *, db_
         ami=ami, db_url=f"sqlite:///{database}", redis_url=redis_url, prefix=prefix,
         offset=meta["clock_offset"], node=meta.get("node", "sandbox"),
         wrapup_seconds=meta.get("wrapup_seconds", 0),
-        refresh_seconds=meta.get("live_refresh_seconds", 2.0), actions=asterisk)
+        refresh_seconds=meta.get("live_refresh_seconds", 2.0), actions=asterisk,
+        min_pass_interval=min_pass_interval)
     try:
         # LiveState's own writer task is not started: the bench writes as it does (below),
         # counting the pipelines.
@@ -721,13 +731,15 @@ def replay_all(recording: Recording, streams: dict[str, list[str]], *, db_templa
                redis_url: str, repeat: int, profile: bool) -> dict[str, list[Replay]]:
     results: dict[str, list[Replay]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ami-") as tmp, one_core():
-        for (name, raws), sync in itertools.product(streams.items(), (True, False)):
-            variant = name if sync else f"{name}{NO_SYNC}"
+        for (name, raws), (suffix, sync, interval) in itertools.product(
+                streams.items(), VARIANTS):
+            variant = name + suffix
             # a profiled run first (not counted: the profiler slows it down), then the runs
-            for run in range(-1 if profile and sync else 0, repeat):
+            for run in range(-1 if profile and not suffix else 0, repeat):
                 result = asyncio.run(replay_once(name, raws, recording, db_template=db_template,
                                                  redis_url=redis_url, workdir=Path(tmp),
-                                                 run=run, sync=sync, profile=run < 0))
+                                                 run=run, sync=sync, min_pass_interval=interval,
+                                                 profile=run < 0))
                 if run >= 0:
                     results.setdefault(variant, []).append(result)
                 label = f"#{run + 1}" if run >= 0 else "(profiled)"
@@ -758,6 +770,14 @@ class Lag:
     cpu: dict[str, float]  # CpuMeter's shares of one core
     events_per_call: float = 0.0
     measured: float = 0.0  # when (Unix time)
+    reads_ms: list[float] = field(default_factory=list)  # Timestamp → read from the socket
+    min_pass_interval: float = 0.0  # QueueMemberSync's (0: production's)
+    passes: int = 0  # QueueMemberSync passes during the run
+
+    @property
+    def label(self) -> str:
+        return (f"{self.rate}" if not self.min_pass_interval else
+                f"{self.rate}, passes at most every {self.min_pass_interval:g} s")
 
     @staticmethod
     def save_all(lags: list[Lag], path: Path) -> None:
@@ -774,7 +794,8 @@ class Lag:
         return len(self.lags_ms)
 
 
-async def measure_lag(bench: AmiBench, *, rate: int, seconds: int, workdir: Path) -> Lag:
+async def measure_lag(bench: AmiBench, *, rate: int, seconds: int, workdir: Path,
+                      min_pass_interval: float = 0.0) -> Lag:
     from ami_listener.connection import AmiConnection
     from hotline.config import load_settings
 
@@ -789,12 +810,22 @@ async def measure_lag(bench: AmiBench, *, rate: int, seconds: int, workdir: Path
         ami=ami, db_url=f"sqlite:///{database}", redis_url=settings.redis.url, prefix=prefix,
         offset=bench.offset, node=settings.asterisk.node_name,
         wrapup_seconds=settings.queues.wrapup_seconds,
-        refresh_seconds=settings.staffing.live_refresh_seconds)
-    handled: list[tuple[float, str, str]] = []
+        refresh_seconds=settings.staffing.live_refresh_seconds,
+        min_pass_interval=min_pass_interval)
+    handled: list[tuple[float, float, str, str]] = []
+    manager = ami._manager  # instrumentation: when each event left the socket's read
+    dispatch = manager.dispatch
+
+    def received(event: Message) -> list[str]:
+        event.bench_received = time.time()
+        return dispatch(event)
+
+    manager.dispatch = received  # type: ignore[method-assign]
 
     def done(message: Message) -> None:
         # Subscribed last: called once every other subscriber has finished with the event.
-        handled.append((time.time(), message.get("Timestamp", ""), message.get("Event", "")))
+        handled.append((time.time(), getattr(message, "bench_received", 0.0),
+                        message.get("Timestamp", ""), message.get("Event", "")))
 
     ami.subscribe("*", done)
     await listener.journal.start()
@@ -814,21 +845,26 @@ async def measure_lag(bench: AmiBench, *, rate: int, seconds: int, workdir: Path
         meter.start()
         started = time.time()
         handled.clear()
-        failed = await asyncio.to_thread(bench.sipp, "12355", calls, rate, LAG_PORT + rate)
+        passes = listener.member_sync.passes
+        port = LAG_PORT + rate + (50 if min_pass_interval else 0)
+        failed = await asyncio.to_thread(bench.sipp, "12355", calls, rate, port)
         await asyncio.sleep(3.0)
         ended = time.time()
         cpu = meter.stop()
+        passes = listener.member_sync.passes - passes
     finally:
         await listener.close()
         await drop_keys(settings.redis.url, prefix)
-    lags, names = [], Counter[str]()
-    for at, stamp, name in handled:
+    lags, reads, names = [], [], Counter[str]()
+    for at, read, stamp, name in handled:
         with contextlib.suppress(ValueError):
             lags.append(1000 * (at - float(stamp)))
+            reads.append(1000 * (read - float(stamp)))
             names[name] += 1
     wall = ended - started
     return Lag(calls, rate, failed, wall, lags, names, names["AgentConnect"], cpu,
-               events_per_call=len(lags) / calls, measured=started)
+               events_per_call=len(lags) / calls, measured=started, reads_ms=reads,
+               min_pass_interval=min_pass_interval, passes=passes)
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -883,7 +919,7 @@ def report(recording: Recording, streams: dict[str, list[str]],
     ]
     for lag in lags:
         lines.append(f"| received live by the backend's filtered user (lag run at "
-                     f"{lag.rate} calls/s below) | {lag.events_per_call:.1f} |")
+                     f"{lag.label} calls/s below) | {lag.events_per_call:.1f} |")
     lines += [
         "",
         "Most frequent events of the unfiltered stream, per call (✓: the filter passes "
@@ -949,10 +985,21 @@ def report(recording: Recording, streams: dict[str, list[str]],
         lines.append(
             f"- Where the time goes: QueueMemberSync's passes. A pass runs after every read "
             f"that changed a counsellor or a queue (`poke`) and recomputes the membership of "
-            f"the whole roster ({meta['counsellors'] + 3} counsellors here: `Roster.desired`, "
+            f"the whole roster ({meta['counsellors']} bench counsellors and the demo's here: "
+            "`Roster.desired`, "
             f"`plan_changes`): {unf.sync_passes} passes in the unfiltered replay, about "
             f"{per_pass:.1f} ms each, {100 * share:.0f} % of the listener's time; without "
             f"them the same stream replays at {off_run.rate:,.0f} events/s.")
+    spaced = replays.get(f"unfiltered{SPACED}")
+    if spaced:
+        run = median_run(spaced)
+        lines.append(
+            f"- Proposed, not in production: `QueueMemberSync(min_pass_interval="
+            f"{PROPOSED_INTERVAL:g})` (pokes within {PROPOSED_INTERVAL:g} s of a pass coalesce "
+            f"into the next; `hotline/app.py` does not set it, the default 0 keeps a pass per "
+            f"poke): {run.sync_passes} passes, {run.rate:,.0f} events/s unfiltered. A "
+            f"membership change then waits up to {PROPOSED_INTERVAL:g} s more (the tick is "
+            "1 s).")
     lines.append("")
     if lags:
         lines += [
@@ -967,31 +1014,47 @@ def report(recording: Recording, streams: dict[str, list[str]],
             "above. Lag is the time from the event's `Timestamp` (Asterisk's clock when it "
             "raised the event; `timestampevents = yes`) to the moment the listener's consumer "
             "had run every subscriber for it (a last subscriber to `*` notes the time): it "
-            "includes Asterisk's own sending, the socket, parsing and waiting in the queue.",
+            "includes Asterisk's own sending, the socket, parsing and waiting in the queue. "
+            "The last two columns stop the clock when the event left the socket's read "
+            "(parsed, put in the consumer's queue): the part of the lag before the listener's "
+            "queue (Asterisk, the kernel, and the event loop busy elsewhere before reading). "
+            f"A row marked \"passes at most every {PROPOSED_INTERVAL:g} s\" runs the proposal "
+            "above instead of production's wiring.",
             "",
-            "| calls/s | calls | failed | answered | events handled | events/s | lag p50 ms | "
-            "p90 ms | p99 ms | max ms |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| calls/s | calls | failed | answered | events handled | events/s | membership "
+            "passes | lag p50 ms | p90 ms | p99 ms | max ms | read from the socket: p50 ms | "
+            "p99 ms |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for lag in lags:
             ordered = sorted(lag.lags_ms) or [float("nan")]
+            reads = sorted(lag.reads_ms) or [float("nan")]
             lines.append(
-                f"| {lag.rate} | {lag.calls} | {lag.failed} | {lag.answered} | {lag.events} | "
-                f"{lag.events / lag.seconds:,.0f} | {percentile(ordered, 0.5):.2f} | "
+                f"| {lag.label} | {lag.calls} | {lag.failed} | {lag.answered} | {lag.events} | "
+                f"{lag.events / lag.seconds:,.0f} | {lag.passes} | "
+                f"{percentile(ordered, 0.5):.2f} | "
                 f"{percentile(ordered, 0.9):.2f} | **{percentile(ordered, 0.99):.2f}** | "
-                f"{ordered[-1]:.2f} |")
+                f"{ordered[-1]:.2f} | {percentile(reads, 0.5):.2f} | "
+                f"{percentile(reads, 0.99):.2f} |")
         lines.append("")
         for lag in lags:
             ordered = sorted(lag.lags_ms) or [float("nan")]
             p99 = percentile(ordered, 0.99)
             verdict = "met" if p99 < TARGET_LAG_P99_MS else "NOT met"
+            target = (f" (target < {TARGET_LAG_P99_MS:g} ms at {TARGET_RATE} calls/s: "
+                      f"{verdict})" if lag.rate == TARGET_RATE else "")
             lines.append(
-                f"- {lag.rate} calls/s: lag p99 **{p99:.2f} ms** (target < "
-                f"{TARGET_LAG_P99_MS:g} ms at 40 calls/s: {verdict}); CPU: "
+                f"- {lag.label} calls/s: lag p99 **{p99:.2f} ms**{target}; CPU: "
                 f"{cpu_text(lag.cpu, 'this listener')}.")
+            if lag.failed:
+                lines.append(
+                    f"  {lag.failed} of {lag.calls} calls failed (sipp gave up waiting for "
+                    f"the hang-up; {lag.answered} answered): the calls fell behind, waited "
+                    "in the queue, and the lag grew with them.")
         lines += [
             "- Events handled at the highest rate, by name: " + ", ".join(
-                f"{name} {n}" for name, n in lags[-1].names.most_common()) + ".",
+                f"{name} {n}" for name, n in max(lags, key=lambda g: g.rate).names.most_common())
+            + ".",
             "",
         ]
     return "\n".join(lines)
@@ -1030,10 +1093,13 @@ def live_phases(args: argparse.Namespace, command: str) -> tuple[Recording, list
                 # The benchmark's listener replaces the backend's (queue membership too), so
                 # the machine does the work it does in production, once.
                 bench.restart_backend(HOTLINE_AMI__ENABLED="false")
-                for rate in sorted(args.rate):
+                runs = [(rate, 0.0) for rate in sorted(args.rate)]
+                runs += [(rate, PROPOSED_INTERVAL) for rate in sorted(args.proposed_rate)]
+                for rate, interval in runs:
                     with tempfile.TemporaryDirectory(prefix="bench-ami-lag-") as tmp:
                         lag = asyncio.run(measure_lag(bench, rate=rate, seconds=args.seconds,
-                                                      workdir=Path(tmp)))
+                                                      workdir=Path(tmp),
+                                                      min_pass_interval=interval))
                     lags.append(lag)
                     console.print(lag_line(lag))
         finally:
@@ -1046,7 +1112,7 @@ def live_phases(args: argparse.Namespace, command: str) -> tuple[Recording, list
 
 def lag_line(lag: Lag) -> str:
     ordered = sorted(lag.lags_ms) or [float("nan")]
-    return (f"lag at {lag.rate} calls/s: p50 {percentile(ordered, 0.5):.2f} ms, "
+    return (f"lag at {lag.label} calls/s: p50 {percentile(ordered, 0.5):.2f} ms, "
             f"p99 {percentile(ordered, 0.99):.2f} ms, max {ordered[-1]:.2f} ms, "
             f"{lag.events / lag.seconds:,.0f} events/s, {lag.failed} of {lag.calls} calls "
             f"failed, machine {100 * lag.cpu['machine'] / (os.cpu_count() or 1):.0f} % busy")
@@ -1058,6 +1124,9 @@ def main() -> None:
     parser.add_argument("--record-rate", type=int, default=20)
     parser.add_argument("--rate", type=int, nargs="*", default=[20, 40],
                         help="calls/s of each lag run")
+    parser.add_argument("--proposed-rate", type=int, nargs="*", default=[20],
+                        help="calls/s of lag runs with QueueMemberSync passes spaced "
+                             f"{PROPOSED_INTERVAL:g} s (a proposal, not production's wiring)")
     parser.add_argument("--seconds", type=int, default=30, help="length of a lag run (0: none)")
     parser.add_argument("--counsellors", type=int, default=120)
     parser.add_argument("--repeat", type=int, default=3, help="replays of each stream")
