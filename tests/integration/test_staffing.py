@@ -26,7 +26,7 @@ _numbers = itertools.count(int(time.time()) % 100000 * 10)
 
 
 def caller_number() -> str:
-    return f"137{next(_numbers):08d}"
+    return f"136{next(_numbers):08d}"
 
 
 def eventually(check: Callable[[], Any], *, timeout: float = 10, what: str = "") -> Any:

@@ -24,7 +24,7 @@ _numbers = itertools.count(int(time.time()) % 100000 * 10 + 5)
 
 
 def caller_number() -> str:
-    return f"137{next(_numbers):08d}"
+    return f"135{next(_numbers):08d}"
 
 
 def kinds(call: dict[str, Any], kind: str) -> list[dict[str, Any]]:
