@@ -10,7 +10,6 @@ call), available.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from ami_listener.queue_view import BUSY_STATES, UNREACHABLE_STATES, MemberView,
 from hotline.clock import Clock
 from hotline.live import AGENTS, QUEUES, LiveState
 from hotline.staffing.roster import CounsellorInfo, Roster
+from hotline.tasks import cancel_and_wait
 
 OFFLINE, AVAILABLE, RINGING, ON_CALL, WRAP_UP, PAUSED = (
     "offline", "available", "ringing", "on_call", "wrap_up", "paused")
@@ -77,11 +77,8 @@ class LiveStaffing:
         self._task = asyncio.create_task(self._run(), name="live-staffing")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def _on_change(self, kind: str, key: str) -> None:
         if kind == "agent":

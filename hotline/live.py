@@ -13,13 +13,14 @@ published on `events` as one JSON list of `{"type": "call"|"agent"|"queue", ...}
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
 import structlog
+
+from hotline.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -96,11 +97,8 @@ class LiveState:
         self._task = asyncio.create_task(self._run(), name="live-state")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._client.aclose()
 
     async def ping(self) -> bool:

@@ -8,7 +8,6 @@ unreachable; the alert is resolved when the problem is gone. The decisions are p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import structlog
@@ -19,6 +18,7 @@ from hotline.alerts.services import Alerts
 from hotline.clock import Clock
 from hotline.rules.published import RoutingTable
 from hotline.staffing.roster import Roster
+from hotline.tasks import cancel_and_wait
 from routing.line_health import LineProblem, QueueWait, SiteLine, due, line_problems
 
 log = structlog.get_logger(__name__)
@@ -49,11 +49,8 @@ class LineWatchdog:
         self._task = asyncio.create_task(self._run(), name="line-watchdog")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:
