@@ -131,6 +131,18 @@ class Caller:
         return self.start().wait(timeout)
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a sipp process that may still be running (terminate, then kill)."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
@@ -186,12 +198,7 @@ def softphone(workdir: Path, *, user: str, password: str, ring_ms: int = 1000,
         time.sleep(0.3)
         yield Softphone(user, process, scenario)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         register(workdir, user=user, password=password, contact_port=port, port=port,
                  expires=0)
 

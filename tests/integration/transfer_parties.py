@@ -16,6 +16,7 @@ from tests.integration.sipp import (
     _sipp,
     free_port_pair,
     register,
+    stop,
     timed_key_presses,
 )
 
@@ -74,12 +75,6 @@ def keyed_softphone(workdir: Path, *, user: str, password: str,
         time.sleep(0.3)
         yield KeyedPhone(user, process, scenario)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         register(workdir, user=user, password=password, contact_port=port, port=port,
                  expires=0)
