@@ -17,7 +17,8 @@
    QueueMemberSync's passes run against a stand-in Asterisk. Once the whole stream, once the
    stream the backend's AMI user would receive (read classes and event filters of
    asterisk_conf/manager.conf.j2, mirrored by bench.ami_filter); each also with the
-   membership passes spaced (a proposal) and with them off, to show what they cost.
+   membership passes run once per poke (production coalesces them) and with them off, to
+   show what they cost.
 3. Lag. The same classes, all started, in this process instead of the backend's (restarted
    with `ami.enabled` off), logged in as the backend's (filtered) AMI user, while sipp drives
    R calls/s through menu, queue and answer for S seconds: for every event handled,
@@ -65,6 +66,7 @@ from bench.ami_filter import AmiUser, backend_user, headers_of, received_by
 from bench.ivr import REPO, WEB_PORT, Bench, console, cpu_seconds, pids_named
 from bench.menu import cpu_model, open_day_offset, percentile
 from bench.report import write_sections
+from hotline.config import StaffingSettings
 
 VAR_DIR = REPO / "var" / "bench-ami"
 STREAM = VAR_DIR / "ami-stream.jsonl"
@@ -81,10 +83,11 @@ TARGET_LAG_P99_MS = 100.0
 TARGET_RATE = 40  # calls/s
 LINGER_SECONDS = 0.2  # LiveState's and the call journal's
 NO_SYNC = ", QueueMemberSync passes off"
-PROPOSED_INTERVAL = 0.1  # QueueMemberSync(min_pass_interval=…), measured as a proposal
-SPACED = f", passes at most every {PROPOSED_INTERVAL:g} s"
+# QueueMemberSync(min_pass_interval=…) as hotline/app.py wires it
+PRODUCTION_INTERVAL = StaffingSettings().min_pass_seconds
+PER_POKE = ", a pass per poke"
 # replay variants: (name suffix, QueueMemberSync passes run, its min_pass_interval)
-VARIANTS = (("", True, 0.0), (SPACED, True, PROPOSED_INTERVAL), (NO_SYNC, False, 0.0))
+VARIANTS = (("", True, PRODUCTION_INTERVAL), (PER_POKE, True, 0.0), (NO_SYNC, False, 0.0))
 
 
 # -- the sandbox, with bench counsellors ------------------------------------------------------
@@ -548,7 +551,7 @@ class Listener:
 async def build_listener(*, ami: Any, db_url: str, redis_url: str, prefix: str,
                          offset: float, node: str, wrapup_seconds: int,
                          refresh_seconds: float, actions: Any = None,
-                         min_pass_interval: float = 0.0) -> Listener:
+                         min_pass_interval: float = PRODUCTION_INTERVAL) -> Listener:
     """The AMI listener's subscribers as build_components wires them, on their own SQLite
     copy and Redis key prefix; nothing started. QueueMemberSync sends its actions to
     `actions` (default: `ami`); a crisis call's debrief pause is not wired (the bench's calls
@@ -660,7 +663,8 @@ class Replay:
 
 async def replay_once(stream: str, raws: list[str], recording: Recording, *, db_template: Path,
                       redis_url: str, workdir: Path, run: int, sync: bool = True,
-                      min_pass_interval: float = 0.0, profile: bool = False) -> Replay:
+                      min_pass_interval: float = PRODUCTION_INTERVAL,
+                      profile: bool = False) -> Replay:
     """One replay on fresh components. `sync`: QueueMemberSync's task runs its passes, as it
     does live, against an Asterisk stand-in that accepts every action."""
     from ami_listener.connection import AmiConnection
@@ -802,13 +806,14 @@ class Lag:
     events_per_call: float = 0.0
     measured: float = 0.0  # when (Unix time)
     reads_ms: list[float] = field(default_factory=list)  # Timestamp → read from the socket
-    min_pass_interval: float = 0.0  # QueueMemberSync's (0: production's)
+    min_pass_interval: float = PRODUCTION_INTERVAL  # QueueMemberSync's
     passes: int = 0  # QueueMemberSync passes during the run
     backlogs: list[str] = field(default_factory=list)  # Asterisk's taskprocessor warnings
 
     @property
     def label(self) -> str:
-        return (f"{self.rate}" if not self.min_pass_interval else
+        return (f"{self.rate}" if self.min_pass_interval == PRODUCTION_INTERVAL else
+                f"{self.rate}{PER_POKE}" if not self.min_pass_interval else
                 f"{self.rate}, passes at most every {self.min_pass_interval:g} s")
 
     @staticmethod
@@ -827,7 +832,7 @@ class Lag:
 
 
 async def measure_lag(bench: AmiBench, *, rate: int, seconds: int, workdir: Path,
-                      min_pass_interval: float = 0.0) -> Lag:
+                      min_pass_interval: float = PRODUCTION_INTERVAL) -> Lag:
     from ami_listener.connection import AmiConnection
     from hotline.config import load_settings
 
@@ -879,7 +884,7 @@ async def measure_lag(bench: AmiBench, *, rate: int, seconds: int, workdir: Path
         handled.clear()
         passes = listener.member_sync.passes
         log_start = log_size(bench)
-        port = LAG_PORT + rate + (50 if min_pass_interval else 0)
+        port = LAG_PORT + rate + (0 if min_pass_interval == PRODUCTION_INTERVAL else 50)
         failed = await asyncio.to_thread(bench.sipp, "12355", calls, rate, port)
         await asyncio.sleep(3.0)
         ended = time.time()
@@ -1020,29 +1025,24 @@ def report(recording: Recording, streams: dict[str, list[str]],
         f"{per_call['unfiltered'] - per_call['filtered']:.0f} events per call (Asterisk "
         "raises them all the same: a manager event filter acts per session).",
     ]
-    off = replays.get(f"unfiltered{NO_SYNC}")
-    if off and unf.sync_passes:
-        off_run = median_run(off)
-        per_pass = (unf.cpu_us - off_run.cpu_us) * unf.events / unf.sync_passes / 1000
-        share = 1 - off_run.cpu_us / unf.cpu_us
+    per_poke, off = replays.get(f"unfiltered{PER_POKE}"), replays.get(f"unfiltered{NO_SYNC}")
+    if per_poke and off:
+        poke_run, off_run = median_run(per_poke), median_run(off)
+        per_pass = ((poke_run.cpu_us - off_run.cpu_us) * poke_run.events
+                    / max(poke_run.sync_passes, 1) / 1000)
         lines.append(
-            f"- Where the time goes: QueueMemberSync's passes. A pass runs after every read "
-            f"that changed a counsellor or a queue (`poke`) and recomputes the membership of "
-            f"the whole roster ({meta['counsellors']} bench counsellors and the demo's here: "
-            "`Roster.desired`, "
-            f"`plan_changes`): {unf.sync_passes} passes in the unfiltered replay, about "
-            f"{per_pass:.1f} ms each, {100 * share:.0f} % of the listener's time; without "
-            f"them the same stream replays at {off_run.rate:,.0f} events/s.")
-    spaced = replays.get(f"unfiltered{SPACED}")
-    if spaced:
-        run = median_run(spaced)
-        lines.append(
-            f"- Proposed, not in production: `QueueMemberSync(min_pass_interval="
-            f"{PROPOSED_INTERVAL:g})` (pokes within {PROPOSED_INTERVAL:g} s of a pass coalesce "
-            f"into the next; `hotline/app.py` does not set it, the default 0 keeps a pass per "
-            f"poke): {run.sync_passes} passes, {run.rate:,.0f} events/s unfiltered. A "
-            f"membership change then waits up to {PROPOSED_INTERVAL:g} s more (the tick is "
-            "1 s).")
+            f"- What the membership passes cost: a pass recomputes the membership of the whole "
+            f"roster ({meta['counsellors']} bench counsellors and the demo's here: "
+            f"`Roster.desired`, `plan_changes`), about {per_pass:.1f} ms. Nearly every read "
+            f"that changes a counsellor or a queue pokes one: run once per poke, "
+            f"{poke_run.sync_passes} passes take "
+            f"{100 * (1 - off_run.cpu_us / poke_run.cpu_us):.0f} % of the listener's time "
+            f"({poke_run.rate:,.0f} events/s). Production (`staffing.min_pass_seconds` = "
+            f"{PRODUCTION_INTERVAL:g}) coalesces the pokes within {PRODUCTION_INTERVAL:g} s "
+            f"of a pass into the next: {unf.sync_passes} passes, {unf.rate:,.0f} events/s; "
+            f"with no passes at all {off_run.rate:,.0f} events/s. A membership change waits "
+            f"at most {PRODUCTION_INTERVAL:g} s more for it (shift boundaries are seen "
+            f"within the 1 s tick anyway).")
     lines.append("")
     if lags:
         lines += [
@@ -1061,8 +1061,8 @@ def report(recording: Recording, streams: dict[str, list[str]],
             "The last two columns stop the clock when the event left the socket's read "
             "(parsed, put in the consumer's queue): the part of the lag before the listener's "
             "queue (Asterisk, the kernel, and the event loop busy elsewhere before reading). "
-            f"A row marked \"passes at most every {PROPOSED_INTERVAL:g} s\" runs the proposal "
-            "above instead of production's wiring.",
+            f"A row marked \"{PER_POKE[2:]}\" runs QueueMemberSync without production's "
+            "coalescing, for comparison.",
             "",
             "| calls/s | calls | failed | answered | events handled | events/s | membership "
             "passes | lag p50 ms | p90 ms | p99 ms | max ms | read from the socket: p50 ms | "
@@ -1145,8 +1145,8 @@ def live_phases(args: argparse.Namespace, command: str) -> tuple[Recording, list
                 # the machine does the work it does in production, once.
                 bench.restart_backend(HOTLINE_AMI__ENABLED="false")
                 # slowest first: a rate the machine cannot carry leaves Asterisk behind
-                runs = sorted([(rate, 0.0) for rate in args.rate]
-                              + [(rate, PROPOSED_INTERVAL) for rate in args.proposed_rate])
+                runs = sorted([(rate, PRODUCTION_INTERVAL) for rate in args.rate]
+                              + [(rate, 0.0) for rate in args.per_poke_rate])
                 for rate, interval in runs:
                     bench.wait_idle()
                     with tempfile.TemporaryDirectory(prefix="bench-ami-lag-") as tmp:
@@ -1177,9 +1177,10 @@ def main() -> None:
     parser.add_argument("--record-rate", type=int, default=20)
     parser.add_argument("--rate", type=int, nargs="*", default=[20, 40],
                         help="calls/s of each lag run")
-    parser.add_argument("--proposed-rate", type=int, nargs="*", default=[20, 40],
-                        help="calls/s of lag runs with QueueMemberSync passes spaced "
-                             f"{PROPOSED_INTERVAL:g} s (a proposal, not production's wiring)")
+    parser.add_argument("--per-poke-rate", type=int, nargs="*", default=[],
+                        help="calls/s of lag runs with a QueueMemberSync pass per poke "
+                             f"(production's passes are at least {PRODUCTION_INTERVAL:g} s "
+                             "apart)")
     parser.add_argument("--seconds", type=int, default=30, help="length of a lag run (0: none)")
     parser.add_argument("--counsellors", type=int, default=120)
     parser.add_argument("--repeat", type=int, default=3, help="replays of each stream")

@@ -154,6 +154,7 @@ def build_components(settings: Settings) -> Components:
     staffing = Staffing(sessions=sessions, clock=clock, roster=roster, on_change=staffing_changed)
     member_sync = QueueMemberSync(ami=ami, view=queue_view, roster=roster, clock=clock,
                                   tick_seconds=settings.staffing.tick_seconds,
+                                  min_pass_interval=settings.staffing.min_pass_seconds,
                                   on_crisis_call_done=staffing.start_debrief)
     member_sync.subscribe()
     live_staffing = LiveStaffing(view=queue_view, roster=roster, live=live, clock=clock,

@@ -109,6 +109,10 @@ class StaffingSettings(BaseModel):
     and pauses that end by themselves are applied within one tick)."""
 
     tick_seconds: float = 1.0
+    # A pass recomputes the whole roster's membership; under load nearly every read of AMI
+    # events pokes one, so pokes within this long of a pass coalesce into the next
+    # (docs/benchmarks.md: a pass per poke takes most of the listener's time).
+    min_pass_seconds: float = 0.1
     # Counsellors' live states are re-published this often (wrap-up ends without an event).
     live_refresh_seconds: float = 2.0
     # The line watchdog: how often it looks, and its default thresholds (per site and per

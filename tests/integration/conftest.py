@@ -72,7 +72,12 @@ class Backend:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "hotline.cli", "serve"], env=env,
                                         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        self.wait_healthy()
+        try:
+            self.wait_healthy()
+        except BaseException:
+            # A backend that never became healthy would hold the ports for the next run.
+            self.stop()
+            raise
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
