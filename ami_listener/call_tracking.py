@@ -41,6 +41,8 @@ class Outcome:
     ANSWERED = "answered"
     ANSWERED_ONCALL = "answered_oncall"
     ABANDONED = "abandoned"
+    # Left the queue with 1 to be called back in their turn (voicemail/queue_callbacks.py).
+    CALLBACK_REQUESTED = "callback_requested"
     IVR_HANGUP = "ivr_hangup"
     LOST = "lost"
 
@@ -319,7 +321,13 @@ class CallTracker:
     async def on_user_event(self, message: Message) -> None:
         kind = _text(message, "UserEvent")
         linkedid = _text(message, "Linkedid")
-        if kind == "HotlineFallback":
+        if kind == "HotlineCallbackRequested":
+            state = self._calls.get(linkedid)
+            if state is not None:
+                state.outcome = Outcome.CALLBACK_REQUESTED
+            self._record(linkedid, "callback_confirmed", {"task": _text(message, "Task")},
+                         outcome=Outcome.CALLBACK_REQUESTED)
+        elif kind == "HotlineFallback":
             self._record(linkedid, "fallback", {"agi_status": _text(message, "AgiStatus")},
                          route="fallback", fallback=True,
                          site_code=_text(message, "Site") or None)

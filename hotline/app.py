@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from agi.fastagi import FastAgiServer
 from agi.ivr import IvrRoute
 from agi.metrics import AgiMetrics
+from agi.queue_callback import QueueCallbackRoute
 from agi.seat import SeatRoute
 from agi.survey import SurveyRoute
 from ami_listener.agent_state import LiveStaffing
@@ -53,6 +55,14 @@ from hotline.web import openapi as openapi_http
 from hotline.web.auth import bearer_auth, json_errors
 from hotline.web.keys import COMPONENTS, SESSIONS, SETTINGS
 from routing.snapshot import RulesSnapshot
+from voicemail import http as voicemail_http
+from voicemail.dialer import CallbackDialer
+from voicemail.ingest import SpoolIngester
+from voicemail.processing import MessageProcessor
+from voicemail.queue_callbacks import QueueCallbacks
+from voicemail.services import Voicemail
+from voicemail.store import MessageStore
+from voicemail.transcription import Transcriber
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +90,27 @@ class Components:
     rules_bus: RulesBus
     agi_metrics: AgiMetrics
     lockouts: LockoutRecorder
+    voicemail: Voicemail
+    messages: MessageParts
+
+
+@dataclass
+class MessageParts:
+    """Voicemail in the background: the spool read, messages processed, callbacks dialled
+    (over their own AMI user: Originate only)."""
+
+    ingester: SpoolIngester
+    processor: MessageProcessor
+    transcriber: Transcriber
+    dialer: CallbackDialer
+    dialer_ami: AmiConnection
+
+
+def voicemail_spool_dir(settings: Settings) -> Path:
+    """Asterisk's voicemail spool as this process reaches it (the sandbox's by default)."""
+    if settings.voicemail.spool_dir is not None:
+        return settings.voicemail.spool_dir
+    return settings.asterisk.chroot_dir / settings.asterisk.voicemail_spool.lstrip("/")
 
 
 def build_components(settings: Settings) -> Components:
@@ -172,13 +203,55 @@ def build_components(settings: Settings) -> Components:
     fastagi.add_route("ivr", IvrRoute(journal=journal, clock=clock, routing=routing))
     fastagi.add_route("survey", SurveyRoute(journal=journal, clock=clock, routing=routing))
     fastagi.add_route("seat", SeatRoute(staffing=staffing, roster=roster))
+    fastagi.add_route("queue-callback", QueueCallbackRoute(
+        requests=QueueCallbacks(sessions=sessions, clock=clock), journal=journal, clock=clock,
+        routing=routing))
+    # Messages callers left: the backend's copies (originals and web copies) live here.
+    message_store = MessageStore(
+        root=settings.voicemail.store_dir or settings.var_dir / "voicemail")
+    voicemail = Voicemail(sessions=sessions, clock=clock, store=message_store)
+    messages = build_message_parts(settings, sessions=sessions, clock=clock, ami=ami,
+                                   store=message_store, view=queue_view, roster=roster,
+                                   routing=routing, alerts=alerts)
     return Components(engine=engine, journal=journal, live=live, ami=ami, fastagi=fastagi,
                       tracker=tracker, roster=roster, staffing=staffing, queue_view=queue_view,
                       member_sync=member_sync, live_staffing=live_staffing, alerts=alerts,
                       alert_channel=alert_channel, watchdog=watchdog, sessions=sessions,
                       clock=clock, routing=routing,
                       rules=rules, rules_bus=rules_bus, agi_metrics=agi_metrics,
-                      lockouts=lockouts)
+                      lockouts=lockouts, voicemail=voicemail, messages=messages)
+
+
+def build_message_parts(settings: Settings, *, sessions: async_sessionmaker[AsyncSession],
+                        clock: Clock, ami: AmiConnection, store: MessageStore, view: QueueView,
+                        roster: Roster, routing: RoutingTable, alerts: Alerts) -> MessageParts:
+    node = settings.asterisk.node_name
+    transcriber = Transcriber(model_dir=settings.voicemail.model_dir,
+                              workers=settings.voicemail.workers)
+    processor = MessageProcessor(sessions=sessions, clock=clock, store=store,
+                                 transcriber=transcriber, routing=routing, alerts=alerts,
+                                 node=node)
+    ingester = SpoolIngester(sessions=sessions, clock=clock, store=store,
+                             spool_dir=voicemail_spool_dir(settings), node=node,
+                             scan_seconds=settings.voicemail.scan_seconds,
+                             settle_seconds=settings.voicemail.settle_seconds,
+                             on_ingested=processor.enqueue)
+    ingester.subscribe(ami, asterisk_spool=settings.asterisk.voicemail_spool)
+    dialer_ami = AmiConnection(
+        host=settings.ami.host, port=settings.ami.port, username=settings.ami.dialer_username,
+        secret=settings.ami.dialer_secret, action_timeout=settings.ami.action_timeout_seconds,
+        reconnect_min=settings.ami.reconnect_min_seconds,
+        reconnect_max=settings.ami.reconnect_max_seconds)
+    dialer = CallbackDialer(
+        sessions=sessions, clock=clock, ami=dialer_ami, view=view, roster=roster,
+        routing=routing, node=node, tick_seconds=settings.voicemail.dial_tick_seconds,
+        counsellor_ring_seconds=settings.voicemail.counsellor_ring_seconds,
+        lost_after_seconds=settings.voicemail.lost_after_seconds,
+        max_dialing_per_site=settings.voicemail.max_dialing_per_site)
+    # Outcomes arrive as events on the backend's own (reading) connection.
+    dialer.subscribe(ami)
+    return MessageParts(ingester=ingester, processor=processor, transcriber=transcriber,
+                        dialer=dialer, dialer_ami=dialer_ami)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -217,15 +290,35 @@ def create_app(settings: Settings) -> web.Application:
         await components.member_sync.close()
         await components.ami.close()
 
+    async def voicemail(_app: web.Application) -> AsyncIterator[None]:
+        # Messages are read and processed with or without AMI: the spool is a directory.
+        parts = components.messages
+        await parts.processor.start()
+        await parts.ingester.start()
+        yield
+        await parts.ingester.close()
+        await parts.processor.close()
+        await parts.transcriber.close()
+
+    async def dialer(_app: web.Application) -> AsyncIterator[None]:
+        parts = components.messages
+        await parts.dialer_ami.start()
+        await parts.dialer.start()
+        yield
+        await parts.dialer.close()
+        await parts.dialer_ami.close()
+
     async def fastagi(_app: web.Application) -> AsyncIterator[None]:
         await components.fastagi.start()
         log.info("fastagi listening", host=settings.agi.host, port=settings.agi.port)
         yield
         await components.fastagi.close()
 
-    app.cleanup_ctx.extend([database, redis])
+    app.cleanup_ctx.extend([database, redis, voicemail])
     if settings.ami.enabled:
         app.cleanup_ctx.append(ami)
+        if settings.voicemail.dial_callbacks:
+            app.cleanup_ctx.append(dialer)
     if settings.agi.enabled:
         app.cleanup_ctx.append(fastagi)
     calls_http.add_routes(app)
@@ -236,6 +329,7 @@ def create_app(settings: Settings) -> web.Application:
     alerts_http.add_routes(app)
     stats_http.add_routes(app)
     prompts_http.add_routes(app)
+    voicemail_http.add_routes(app)
     health_http.add_routes(app)
     metrics_http.add_routes(app, components.agi_metrics)
     openapi_http.add_routes(app)

@@ -55,6 +55,12 @@ class AmiSettings(BaseModel):
     # Empty means generated once into var/secrets.toml.
     secret: str = ""
     action_timeout_seconds: float = 5.0
+    # Callbacks (and later duty alerts) are dialled with Originate, as powerful as `system`
+    # in AMI's own words: a second user that may only originate, reads no events, and is
+    # used by nothing but the dialler.
+    dialer_username: str = "hotline-dialer"
+    # Empty means generated once into var/secrets.toml.
+    dialer_secret: str = ""
     reconnect_min_seconds: float = 0.5
     reconnect_max_seconds: float = 15.0
 
@@ -102,6 +108,10 @@ class QueueDefaults(BaseModel):
     # After a call, this long before a counsellor is offered the next one (per queue in
     # the database; shared across queues: shared_lastcall).
     wrapup_seconds: int = 10
+    # Psychological and legal queues: after this long waiting, a caller is offered to
+    # press 1, hang up and be called back in their turn (0: never offered). Never in the
+    # crisis queue.
+    callback_offer_seconds: int = 30
 
 
 class StaffingSettings(BaseModel):
@@ -206,6 +216,41 @@ class LockoutSettings(BaseModel):
     ami_secret: str = ""
 
 
+class VoicemailSettings(BaseModel):
+    """Messages callers leave: Asterisk records them into its spool
+    (`asterisk.voicemail_spool`); the backend ingests each file once, keeps the original,
+    makes a web copy, transcribes it and schedules the callback."""
+
+    # The spool as this process reaches it (the Asterisk host's path or a shared mount);
+    # empty means the sandbox's (<asterisk.chroot_dir>/<asterisk.voicemail_spool>).
+    spool_dir: Path | None = None
+    # Originals and web copies; empty means <var_dir>/voicemail.
+    store_dir: Path | None = None
+    # The spool is scanned this often; a file not announced by the dialplan is taken once
+    # its size and time have not changed for `settle_seconds` (Record() writes every frame).
+    scan_seconds: float = 1.0
+    settle_seconds: float = 3.0
+    # What the dialplan's Record() is given: longest message, silence that ends it.
+    max_seconds: int = 180
+    # Callers often pause before they speak, or between sentences: not too short.
+    silence_seconds: int = 6
+    # A vosk model directory (vosk-model-small-cn-0.22 in production); empty: no
+    # transcription (messages are marked untranscribed and listened to first).
+    model_dir: Path | None = None
+    # Transcription worker processes (each loads the model once).
+    workers: int = 1
+    # The callback dialler: how often it looks for due callbacks, how long a counsellor's
+    # phone rings, when an attempt whose outcome never came is closed as lost, and how
+    # many callbacks one site dials at once (urgent ones are never held back).
+    # Off: callbacks wait in the worklist for people to make them by hand.
+    dial_callbacks: bool = True
+    dial_tick_seconds: float = 5.0
+    counsellor_ring_seconds: int = 30
+    caller_ring_seconds: int = 45
+    lost_after_seconds: float = 600.0
+    max_dialing_per_site: int = 2
+
+
 class DemoSettings(BaseModel):
     site_code: str = "default"
 
@@ -234,6 +279,7 @@ class Settings(BaseSettings):
     demo: DemoSettings = Field(default_factory=DemoSettings)
     lockout: LockoutSettings = Field(default_factory=LockoutSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
+    voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
 
     @field_validator("var_dir")
     @classmethod

@@ -52,6 +52,8 @@ def new_sip_secret() -> str:
 def fill_generated_secrets(settings: Settings) -> Settings:
     if not settings.ami.secret:
         settings.ami.secret = generated_secret(settings.var_dir, "ami_secret")
+    if not settings.ami.dialer_secret:
+        settings.ami.dialer_secret = generated_secret(settings.var_dir, "dialer_ami_secret")
     if not settings.lockout.ami_secret:
         settings.lockout.ami_secret = generated_secret(settings.var_dir, "lockout_ami_secret")
     return settings

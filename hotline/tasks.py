@@ -14,3 +14,12 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def woken_or_timeout(wake: asyncio.Event, seconds: float) -> None:
+    """Wait until `wake` is set (a poke) or `seconds` pass (the tick); clear it for the next
+    round. The loop of every owned task that works on a tick and on demand."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()
+    wake.clear()

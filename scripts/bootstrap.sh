@@ -35,6 +35,6 @@ if ! .venv/bin/python -c 'import hotline, pytest, ruff' 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   echo "== installing Python packages"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -e '.[dev,speech]'
   touch .venv/.installed
 fi

@@ -118,6 +118,19 @@ SERVICE_PROMPTS: dict[str, str] = {
     "seat-paused": "已暂停接听。",
     "seat-unpaused": "已恢复接听。",
     "seat-failed": "操作没有成功，请稍后再试，或联系值班主任。",
+    # Callbacks of messages. The counsellor's phone rings first and hears:
+    "callback-dialling": "这是留言回拨。正在拨打留言人的电话，对方确认可以安全通话后，将为你接通。",
+    "callback-not-reached": "这次没有联系上留言人，系统会稍后再试。",
+    # Whoever picks up may not be the caller (a parent, in a family violence case): the
+    # greeting does not name the service until they press 1.
+    "callback-greeting": "您好，这里是回访电话。如果您之前给我们留过言，并且现在方便通话，请按1。",
+    "callback-goodbye": "打扰了，再见。",
+    "callback-connected": "谢谢你。这里是12355青少年服务台，老师马上和你通话。",
+    # Waiting in a consultation queue: the callback offer, and its confirmation.
+    "queue-callback-offer": (
+        "咨询老师都在通话中。如果不想继续等待，可以按1，我们会按你现在的排队顺序给你回电话。"
+    ),
+    "queue-callback-confirmed": "好的，我们会按你的排队顺序尽快给你回电话，请留意来电。再见。",
 }
 
 #: Every hotline prompt by its short name (the file is ``hotline/<name>.wav``).
@@ -212,6 +225,26 @@ HOTLINE_PROMPTS_EN: dict[str, str] = {
     "seat-paused": "Calls are paused.",
     "seat-unpaused": "Calls are resumed.",
     "seat-failed": "That did not work. Please try again later or call the duty supervisor.",
+    "callback-dialling": (
+        "This is a message callback. Calling the person who left it; you will be connected "
+        "once they confirm they can talk safely."
+    ),
+    "callback-not-reached": "The caller could not be reached this time. We will try again later.",
+    "callback-greeting": (
+        "Hello, this is a follow-up call. If you left us a message and can talk now, press 1."
+    ),
+    "callback-goodbye": "Sorry to disturb you. Goodbye.",
+    "callback-connected": (
+        "Thank you. This is the 12355 youth service line; a counsellor will talk with you now."
+    ),
+    "queue-callback-offer": (
+        "All counsellors are busy. If you would rather not wait, press 1: we will call you "
+        "back in your turn."
+    ),
+    "queue-callback-confirmed": (
+        "We will call you back in your turn as soon as we can. Please keep your phone close. "
+        "Goodbye."
+    ),
 }
 
 

@@ -56,6 +56,9 @@ def render(plan: PbxPlan, settings: Settings) -> dict[str, str]:
         "agi_url": settings.agi.url.rstrip("/"),
         "classic_agi": settings.agi.classic_command,
         "voicemail_spool": settings.asterisk.voicemail_spool.rstrip("/"),
+        "voicemail_max_seconds": settings.voicemail.max_seconds,
+        "voicemail_silence_seconds": settings.voicemail.silence_seconds,
+        "callback_ring_seconds": settings.voicemail.caller_ring_seconds,
         "queues": settings.queues,
         "ivr": settings.ivr,
     }

@@ -109,6 +109,13 @@ class Site(Base):
     backup_number: Mapped[str | None] = mapped_column(String(32), default=None)
     # The line health watchdog: open line with nobody on duty for this long raises an alert.
     unstaffed_alert_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    # Callbacks: the caller ID shown to the person called back (a neutral number that does
+    # not name the service; None: the carrier's default), the reply deadline in hours after
+    # the message (None: the end of the first service day after it), retries.
+    callback_caller_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    callback_reply_hours: Mapped[int | None] = mapped_column(Integer, default=None)
+    callback_max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    callback_retry_minutes: Mapped[int] = mapped_column(Integer, default=30)
 
     numbers: Mapped[list[SiteNumber]] = relationship(back_populates="site",
                                                      cascade="all, delete-orphan")
@@ -527,3 +534,144 @@ class CallerFlag(Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_by: Mapped[str | None] = mapped_column(String(200), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# -- voicemail and callbacks --------------------------------------------------------------------
+
+class MessageAudio(enum.StrEnum):
+    PENDING = "pending"
+    OK = "ok"
+    EMPTY = "empty"
+    SILENT = "silent"
+    BROKEN = "broken"
+
+
+class Transcription(enum.StrEnum):
+    PENDING = "pending"
+    TRANSCRIBED = "transcribed"
+    # No model, the model failed, or the audio could not be read: a person listens to it
+    # before any other non-urgent message (no keyword scan has cleared it).
+    UNTRANSCRIBED = "untranscribed"
+
+
+class VoicemailMessage(Base):
+    """A message a caller left. Asterisk records it into its spool; the backend ingests each
+    spool file exactly once (unique per Asterisk node and spool path: every backend of one
+    Asterisk shares its node name) and keeps the original."""
+
+    __tablename__ = "voicemail_messages"
+    __table_args__ = (
+        UniqueConstraint("node", "spool_path", name="uq_voicemail_messages_node_spool_path"),
+        Index("ix_voicemail_messages_recorded_at", "recorded_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    spool_path: Mapped[str] = mapped_column(String(500))
+    site_code: Mapped[str] = mapped_column(String(32))
+    call_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    linkedid: Mapped[str | None] = mapped_column(String(64), default=None)
+    caller_number: Mapped[str | None] = mapped_column(String(64), default=None)
+    recorded_at: Mapped[datetime]
+    ingested_at: Mapped[datetime]
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    # Relative to the backend's message store (settings.voicemail.store_dir).
+    original_path: Mapped[str] = mapped_column(String(500))
+    web_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    duration_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    audio: Mapped[MessageAudio] = mapped_column(_enum(MessageAudio), default=MessageAudio.PENDING)
+    audio_reason: Mapped[str] = mapped_column(Text, default="")
+    transcription: Mapped[Transcription] = mapped_column(_enum(Transcription),
+                                                         default=Transcription.PENDING)
+    transcript: Mapped[str | None] = mapped_column(Text, default=None)
+    transcription_reason: Mapped[str] = mapped_column(Text, default="")
+    transcription_model: Mapped[str | None] = mapped_column(String(200), default=None)
+    keyword_hits: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Processing (audio, transcription, keyword scan, callback task) is claimed by one
+    # backend node at a time; a claim older than the processing timeout is taken over.
+    processing_node: Mapped[str | None] = mapped_column(String(64), default=None)
+    processing_since: Mapped[datetime | None] = mapped_column(default=None)
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class CallbackState(enum.StrEnum):
+    PENDING = "pending"  # waiting for its due time or next attempt
+    DIALING = "dialing"  # an attempt is claimed and in progress
+    DONE = "done"  # reached the caller
+    CLOSED = "closed"  # no more attempts: out of retries, invalid number, not safe, by hand
+
+
+class CallbackTask(Base):
+    """A promised call back: from a voicemail message, or a caller who left a queue asking to
+    be called back. Attempts are claimed in the database before they are dialled."""
+
+    __tablename__ = "callback_tasks"
+    __table_args__ = (Index("ix_callback_tasks_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_code: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("voicemail_messages.id", ondelete="SET NULL"), default=None, unique=True)
+    call_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    source: Mapped[str] = mapped_column(String(16), default="voicemail")  # or "queue"
+    queue: Mapped[str | None] = mapped_column(String(64), default=None)
+    number: Mapped[str | None] = mapped_column(String(64), default=None)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    untranscribed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    # When the caller asked (the message's time; a queued caller's join time keeps the place).
+    requested_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    deadline_at: Mapped[datetime | None] = mapped_column(default=None)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    state: Mapped[CallbackState] = mapped_column(_enum(CallbackState),
+                                                 default=CallbackState.PENDING)
+    outcome: Mapped[str | None] = mapped_column(String(32), default=None)
+    assigned_counsellor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("counsellors.id", ondelete="SET NULL"), default=None)
+    attempts_made: Mapped[int] = mapped_column(Integer, default=0)
+    note: Mapped[str] = mapped_column(Text, default="")
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    attempts: Mapped[list[CallbackAttempt]] = relationship(
+        back_populates="task", cascade="all, delete-orphan", order_by="CallbackAttempt.number")
+
+
+class CallbackAttempt(Base):
+    """One dial of a callback task. (task, number) is unique: the node that inserts the row
+    has claimed the attempt; no other node dials it, and it is never dialled twice."""
+
+    __tablename__ = "callback_attempts"
+    __table_args__ = (UniqueConstraint("task_id", "number", name="uq_callback_attempts_task_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("callback_tasks.id", ondelete="CASCADE"),
+                                         index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    node: Mapped[str] = mapped_column(String(64))
+    claimed_at: Mapped[datetime]
+    counsellor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("counsellors.id", ondelete="SET NULL"), default=None)
+    dialed_number: Mapped[str | None] = mapped_column(String(64), default=None)
+    action_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # reached, no_answer, busy, invalid_number, not_safe, counsellor_unavailable, failed, lost
+    outcome: Mapped[str | None] = mapped_column(String(32), default=None)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    task: Mapped[CallbackTask] = relationship(back_populates="attempts")
+
+
+class CrisisKeyword(Base):
+    """An entry of the editable crisis keyword list (routing/keywords.py matches them)."""
+
+    __tablename__ = "crisis_keywords"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    term: Mapped[str] = mapped_column(String(64), unique=True)
+    category: Mapped[str] = mapped_column(String(32))
+    synonyms: Mapped[list[str]] = mapped_column(JSON, default=list)
+    exclusions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)

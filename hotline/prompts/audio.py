@@ -166,7 +166,7 @@ def _decode(source: Path, kind: str, *, max_seconds: float) -> Any:
     except FileNotFoundError as error:
         raise AudioUnavailable(f"a decoder is missing: {error}") from error
     except Exception as error:  # pydub raises anything from CouldntDecodeError to IndexError
-        reason = _first_line(error).replace(str(source), "the file")
+        reason = first_line(error).replace(str(source), "the file")
         raise AudioRejected(f"the {kind.upper()} file is damaged or not audio",
                             {"format": kind, "reason": reason}) from error
 
@@ -188,12 +188,12 @@ def _finish(audio: Any, target: Path, *, max_seconds: float,
         converted = asterisk_audio(audio, trim=True)
     except Exception as error:  # audioop.error and the like on odd sample formats
         raise AudioRejected("the recording could not be converted",
-                            {"reason": _first_line(error)}) from error
+                            {"reason": first_line(error)}) from error
     export_wav(converted, target)
     return Converted(path=target, duration_ms=len(converted), details=details)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     lines = [line for line in text.splitlines() if line.strip()]
     # ffmpeg's own complaint is the last line of its output.

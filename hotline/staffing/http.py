@@ -277,9 +277,11 @@ async def get_site_staffing(request: web.Request) -> web.StreamResponse:
 async def patch_site_staffing(request: web.Request) -> web.StreamResponse:
     actor = require_role(request, "admin")
     body = await read_body(request, SiteStaffingPatch)
-    # Only what was sent changes; null clears the crisis cap and the backup line.
+    # Only what was sent changes; null clears the crisis cap, the backup line, the callback
+    # caller ID and reply hours.
     changes = body.model_dump(exclude_unset=True)
-    for required in ("debrief_seconds", "short_abandon_seconds", "unstaffed_alert_seconds"):
+    for required in ("debrief_seconds", "short_abandon_seconds", "unstaffed_alert_seconds",
+                     "callback_max_attempts", "callback_retry_minutes"):
         if required in changes and changes[required] is None:
             raise BadRequest(422, f"{required} cannot be null")
     settings = await _staffing(request).update_site_settings(

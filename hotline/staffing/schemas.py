@@ -76,6 +76,13 @@ class SiteStaffingPatch(_In):
     short_abandon_seconds: int | None = Field(default=None, ge=0, le=120)
     backup_number: str | None = Field(default=None, pattern=r"^\+?[0-9]{3,20}$")
     unstaffed_alert_seconds: int | None = Field(default=None, ge=10, le=24 * 3600)
+    # Callbacks of messages: the neutral number shown to whoever picks up (null: the
+    # carrier's default), the reply deadline in hours (null: the end of the first service
+    # day after the message), attempts and their spacing.
+    callback_caller_id: str | None = Field(default=None, pattern=r"^\+?[0-9]{3,20}$")
+    callback_reply_hours: int | None = Field(default=None, ge=1, le=24 * 14)
+    callback_max_attempts: int | None = Field(default=None, ge=1, le=10)
+    callback_retry_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
 
 
 class SiteStaffingOut(BaseModel):
@@ -85,6 +92,10 @@ class SiteStaffingOut(BaseModel):
     short_abandon_seconds: int
     backup_number: str | None
     unstaffed_alert_seconds: int
+    callback_caller_id: str | None
+    callback_reply_hours: int | None
+    callback_max_attempts: int
+    callback_retry_minutes: int
 
 
 class RosterQuery(_In):

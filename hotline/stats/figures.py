@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 ANSWERED = "answered"
 ANSWERED_ONCALL = "answered_oncall"
 ABANDONED = "abandoned"
+CALLBACK_REQUESTED = "callback_requested"
 IVR_HANGUP = "ivr_hangup"
 CRISIS = "crisis"
 
@@ -31,6 +32,8 @@ class Result(enum.StrEnum):
     ANSWERED_ONCALL = "answered_oncall"  # a person on the site's on-call phone took it
     ABANDONED = "abandoned"  # the caller hung up before anyone answered
     SHORT_ABANDONED = "short_abandoned"  # … within the site's short-abandon threshold
+    # Left the queue with 1 to be called back in their turn: answered by the callback.
+    CALLBACK_REQUESTED = "callback_requested"
     LOST = "lost"  # anything else: the listener lost track of it, an unknown outcome
 
 
@@ -121,6 +124,8 @@ def result_of(call: OfferedCall, short_abandon_seconds: float) -> Result:
         return Result.ANSWERED
     if call.outcome == ANSWERED_ONCALL:
         return Result.ANSWERED_ONCALL
+    if call.outcome == CALLBACK_REQUESTED:
+        return Result.CALLBACK_REQUESTED
     if call.outcome in (ABANDONED, IVR_HANGUP):
         # ivr_hangup on a call routed to a queue: the caller left between the routing
         # decision and a person (the "connecting" prompt, the on-call dial).
@@ -143,8 +148,10 @@ class Figures:
     answered_oncall: int
     abandoned: int
     short_abandoned: int
+    callback_requested: int
     lost: int
-    counted: int  # the denominator of every rate: offered − short abandons
+    # The denominator of every rate: offered − short abandons − callbacks requested.
+    counted: int
     answer_rate: float | None
     counsellor_answer_rate: float | None
     abandon_rate: float | None
@@ -182,13 +189,14 @@ class Tally:
         offered = sum(r.values())
         answered = r[Result.ANSWERED] + r[Result.ANSWERED_ONCALL]
         abandoned = r[Result.ABANDONED] + r[Result.SHORT_ABANDONED]
-        counted = offered - r[Result.SHORT_ABANDONED]
+        counted = offered - r[Result.SHORT_ABANDONED] - r[Result.CALLBACK_REQUESTED]
         waits = self.answer_waits
         within_15, within_20 = (self.within[limit] for limit in SERVICE_LEVEL_SECONDS)
         return Figures(
             offered=offered, answered=answered,
             answered_by_counsellor=r[Result.ANSWERED], answered_oncall=r[Result.ANSWERED_ONCALL],
-            abandoned=abandoned, short_abandoned=r[Result.SHORT_ABANDONED], lost=r[Result.LOST],
+            abandoned=abandoned, short_abandoned=r[Result.SHORT_ABANDONED],
+            callback_requested=r[Result.CALLBACK_REQUESTED], lost=r[Result.LOST],
             counted=counted,
             answer_rate=ratio(answered, counted),
             counsellor_answer_rate=ratio(r[Result.ANSWERED], counted),

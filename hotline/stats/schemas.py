@@ -46,7 +46,10 @@ class FiguresOut(BaseModel):
     short_abandoned: int = Field(description="abandoned within the site's "
                                              "short_abandon_seconds")
     lost: int = Field(description="neither answered nor abandoned (the listener lost track)")
-    counted: int = Field(description="offered − short_abandoned: every rate's denominator")
+    callback_requested: int = Field(description="left the queue with 1 to be called back "
+                                                "in their turn (voicemail callbacks)")
+    counted: int = Field(description="offered − short_abandoned − callback_requested: every "
+                                     "rate's denominator")
     answer_rate: float | None = Field(description="answered / counted")
     counsellor_answer_rate: float | None = Field(description="answered_by_counsellor / counted")
     abandon_rate: float | None = Field(description="(abandoned − short_abandoned) / counted")

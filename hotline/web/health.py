@@ -108,6 +108,23 @@ def _queues(request: web.Request) -> ComponentHealth:
     return ComponentHealth(status="ok" if in_step else "warn", detail=detail)
 
 
+def _voicemail(request: web.Request) -> ComponentHealth:
+    """Messages read from Asterisk's spool, processed, and callbacks dialled. A warning when
+    a step keeps failing, or no model is configured (messages flow untranscribed)."""
+    parts = request.app[COMPONENTS].messages
+    ingester, processor, dialer = parts.ingester, parts.processor, parts.dialer
+    detail = {"spool": str(ingester.spool_dir), "ingested": ingester.ingested,
+              "ingest_failures": ingester.failures, "ingest_error": ingester.last_error,
+              "processed": processor.processed, "processing_failures": processor.failures,
+              "processing_error": processor.last_error,
+              "transcription": parts.transcriber.unavailable or "ready",
+              "callbacks_dialled": dialer.dialled, "dialer_error": dialer.last_error,
+              "dialer_ami": "connected" if parts.dialer_ami.connected else "not connected"}
+    failing = ingester.last_error or processor.last_error or dialer.last_error
+    return ComponentHealth(status="warn" if failing or parts.transcriber.unavailable
+                           else "ok", detail=detail)
+
+
 async def health(request: web.Request) -> web.Response:
     database, redis_health, (ami, asterisk) = await asyncio.gather(
         _database(request), _redis(request), _ami_and_asterisk(request))
@@ -120,6 +137,7 @@ async def health(request: web.Request) -> web.Response:
     }
     components["rules"], components["calendar"] = _rules(request)
     components["queues"] = _queues(request)
+    components["voicemail"] = _voicemail(request)
     # A warning (e.g. next year's holidays not entered yet) is not an outage.
     healthy = all(component.status in ("ok", "warn") for component in components.values())
     body = Health(status="ok" if healthy else "degraded", components=components)

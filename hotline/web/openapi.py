@@ -35,6 +35,7 @@ from hotline.rules import openapi as rules_openapi
 from hotline.staffing import openapi as staffing_openapi
 from hotline.stats import openapi as stats_openapi
 from hotline.web.health import Health
+from voicemail import openapi as voicemail_openapi
 
 OUTPUTS: tuple[type[BaseModel], ...] = (CallList, CallDetail, ErrorOut, Health, LoginOut, UserOut,
                                         UserList, TokenOut, IssuedTokenOut, TokenList,
@@ -203,9 +204,10 @@ def _prompt_paths() -> dict[str, Any]:
 def build_openapi() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [(m, "serialization") for m in (*OUTPUTS, *rules_openapi.OUTPUTS,
-                                          *stats_openapi.OUTPUTS, *staffing_openapi.OUTPUTS)]
+                                          *stats_openapi.OUTPUTS, *staffing_openapi.OUTPUTS,
+                                          *voicemail_openapi.OUTPUTS)]
         + [(m, "validation") for m in (*INPUTS, *rules_openapi.INPUTS,
-                                       *staffing_openapi.INPUTS)],
+                                       *staffing_openapi.INPUTS, *voicemail_openapi.INPUTS)],
         ref_template="#/components/schemas/{model}",
     )
     query_schema = CallQuery.model_json_schema()["properties"]
@@ -250,6 +252,7 @@ def build_openapi() -> dict[str, Any]:
             **_prompt_paths(),
             **rules_openapi.rules_paths(_json, _body),
             **staffing_openapi.staffing_paths(_json, _body),
+            **voicemail_openapi.voicemail_paths(_json, _body),
             **stats_openapi.stats_paths(_json),
             "/api/agi/step-samples": {
                 "get": {"summary": "The backend's time per FastAGI step, raw samples (admin; "

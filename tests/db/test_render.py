@@ -117,6 +117,12 @@ async def test_manager_user_is_loopback_and_least_privilege(engine, tmp_path):
     assert "deny=0.0.0.0/0.0.0.0" in manager
     write = next(line for line in manager.splitlines() if line.startswith("write="))
     assert not {"system", "command", "config", "originate", "all"} & set(write[6:].split(","))
+    # The callback dialler's own user: Originate only, from loopback, reading no events.
+    dialer = manager.split(f"[{settings.ami.dialer_username}]", 1)[1].split("\n[", 1)[0]
+    lines = set(dialer.strip().splitlines())
+    assert {"read=", "write=originate", "deny=0.0.0.0/0.0.0.0",
+            "permit=127.0.0.1/255.255.255.255"} <= lines
+    assert not any(line.startswith("eventfilter") for line in lines)
 
 
 async def test_counsellor_secrets_reach_pjsip(engine, tmp_path):
@@ -148,9 +154,21 @@ async def test_queue_announcements_in_mandarin(engine, tmp_path):
         assert "announce-position=yes" in consultation
         assert "announce-holdtime=yes" in consultation
         assert "announce-frequency=60" in consultation
-        assert "periodic-announce=hotline/queue-all-busy" in consultation
+        # … and, after callback_offer_seconds, the offer to be called back in their turn
+        # (a key exits to hotline-queue-callback).
+        assert "periodic-announce=hotline/queue-callback-offer" in consultation
+        assert "periodic-announce-frequency=30" in consultation
+        assert "context=hotline-queue-callback" in consultation
         assert "crisis-hold" not in consultation
         assert "announce-to-first-user" not in consultation
+    # Never in the crisis queue; and none anywhere when the offer is off.
+    assert "context=" not in crisis and "queue-callback" not in crisis
+    settings = Settings(var_dir=tmp_path)
+    settings.queues.callback_offer_seconds = 0
+    without = render(plan, settings)
+    assert "context=hotline-queue-callback" not in without["queues.conf"]
+    assert "periodic-announce=hotline/queue-all-busy" in _section(without["queues.conf"], "psych")
+    assert "[hotline-queue-callback]" not in without["extensions.conf"]
 
 
 async def test_every_hotline_sound_the_config_plays_is_built_in(engine, tmp_path):

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,18 @@ HARNESS_TIME = datetime.fromisoformat("2026-11-30T10:00:00+08:00")
 def clock_offset_for(local: datetime) -> float:
     """The clock offset that makes the backend's "now" this instant."""
     return local.timestamp() - time.time()
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 10, what: str = "") -> Any:
+    """The first truthy answer of `check`, polled until `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout}s: {what} (last: {last!r})")
 
 
 def _database_url(var_dir: Path) -> str:
@@ -67,11 +79,15 @@ class Backend:
         self.process: subprocess.Popen[bytes] | None = None
         self.settings = load_settings()
 
-    def start(self, **overrides: str) -> None:
+    def launch(self, **overrides: str) -> None:
+        """Start `hotline serve` without waiting for it to be healthy."""
         env = {**self.env, **overrides}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "hotline.cli", "serve"], env=env,
                                         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+    def start(self, **overrides: str) -> None:
+        self.launch(**overrides)
         try:
             self.wait_healthy()
         except BaseException:
@@ -106,13 +122,51 @@ class Backend:
         offset = float(self.env.get("HOTLINE_CLOCK__OFFSET_SECONDS", "0"))
         return datetime.now(UTC) + timedelta(seconds=offset)
 
-    def asterisk(self, command: str) -> str:
-        """An Asterisk CLI command in the sandbox."""
+    def sandbox(self) -> Any:
         from hotline.asterisk.sandbox import AsteriskSandbox
 
-        sandbox = AsteriskSandbox(settings=self.settings.asterisk, ami=self.settings.ami,
-                                  var_dir=self.settings.var_dir)
-        return sandbox.cli(command)
+        return AsteriskSandbox(settings=self.settings.asterisk, ami=self.settings.ami,
+                               var_dir=self.settings.var_dir)
+
+    def asterisk(self, command: str) -> str:
+        """An Asterisk CLI command in the sandbox."""
+        return str(self.sandbox().cli(command))
+
+    @property
+    def carrier_log(self) -> Path:
+        """Every SIP message the simulated carrier saw."""
+        return Path(self.sandbox().carrier_log)
+
+    def sql(self, statement: str, **params: Any) -> list[Any]:
+        """Rows of a read-only SQL statement on the backend's database."""
+        from sqlalchemy import text
+
+        from hotline.db.engine import create_sync_engine_for
+
+        engine = create_sync_engine_for(self.env["HOTLINE_DATABASE__URL"])
+        try:
+            with engine.connect() as connection:
+                return list(connection.execute(text(statement), params).all())
+        finally:
+            engine.dispose()
+
+    def audit(self, action: str) -> list[dict[str, Any]]:
+        """The audit log's entries of one action, newest first (read from the database)."""
+        from sqlalchemy import select
+
+        from hotline.db.engine import create_sync_engine_for
+        from hotline.db.models import AuditEntry
+
+        engine = create_sync_engine_for(self.env["HOTLINE_DATABASE__URL"])
+        try:
+            with engine.connect() as connection:
+                rows = connection.execute(select(AuditEntry.actor, AuditEntry.target,
+                                                 AuditEntry.after)
+                                          .where(AuditEntry.action == action)
+                                          .order_by(AuditEntry.id.desc())).all()
+        finally:
+            engine.dispose()
+        return [{"actor": r[0], "target": r[1], "after": r[2]} for r in rows]
 
     def queue_members(self, queue: str) -> dict[str, str]:
         """What Asterisk says about each member of a queue: interface → its `queue show` line."""
@@ -132,6 +186,16 @@ class Backend:
         """Stop and start again with other settings (a clock, a disabled FastAGI server)."""
         self.stop()
         self.start(**overrides)
+
+    def api_bytes(self, path: str) -> tuple[int, bytes]:
+        """A GET whose answer is a file (audio)."""
+        request = urllib.request.Request(f"http://127.0.0.1:{WEB_PORT}{path}")
+        request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
 
     def api(self, path: str, *, token: bool = True, method: str = "GET",
             body: Any = None) -> tuple[int, Any]:
@@ -214,7 +278,20 @@ def backend(workdir: Path) -> Iterator[Backend]:
         "HOTLINE_ASTERISK__CLOUD_SEAT_QUALIFY_SECONDS": "0",
         # A short SIP lock-out, so test_cloud_seats sees one end.
         "HOTLINE_LOCKOUT__BAN_SECONDS": "15",
+        # Callbacks are dialled only in test_voicemail (they would ring other tests'
+        # softphones); there, quickly, and a caller who does not answer rings 10 s.
+        "HOTLINE_VOICEMAIL__DIAL_CALLBACKS": "false",
+        "HOTLINE_VOICEMAIL__DIAL_TICK_SECONDS": "1",
+        "HOTLINE_VOICEMAIL__CALLER_RING_SECONDS": "10",
+        # A caller waiting in psych or legal may ask for a callback after 8 s.
+        "HOTLINE_QUEUES__CALLBACK_OFFER_SECONDS": "8",
     }
+    # The only vosk model on PyPI (Korean): transcription runs for real, on any language.
+    from voicemail.transcription import packaged_model_dir
+
+    model = packaged_model_dir()
+    if model is not None:
+        env["HOTLINE_VOICEMAIL__MODEL_DIR"] = str(model)
     # Secrets are generated into the test's own var dir; pin them for the child processes.
     os.environ.update({k: v for k, v in env.items() if k.startswith("HOTLINE_")})
     settings = load_settings()

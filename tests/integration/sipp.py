@@ -13,6 +13,7 @@ from pathlib import Path
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
 DTMF_PCAP = "/usr/share/sip-tester/dtmf_2833_{}.pcap"
+SPEECH_PCAP = "/usr/share/sip-tester/g711a.pcap"
 ASTERISK = "127.0.0.1:5060"
 CARRIER_IP = "127.0.0.2"
 
@@ -100,18 +101,21 @@ class Caller:
 
     def __init__(self, workdir: Path, *, caller: str, keys: str = "", hold_ms: int = 20000,
                  from_display: str = "", dialed: str = "12355", first_key_after_ms: int = 1500,
-                 gap_ms: int = 1500, until_hangup: bool = False) -> None:
+                 gap_ms: int = 1500, until_hangup: bool = False,
+                 speak_after_ms: int | None = None) -> None:
         """`until_hangup`: stay until the hotline hangs up (waiting at most hold_ms) instead
-        of hanging up after hold_ms."""
+        of hanging up after hold_ms. `speak_after_ms`: after the keys, wait this long, then
+        speak (sip-tester's g711a.pcap, about 8 s of a voice) during the hold."""
         port, media = free_port_pair()
         self.caller = caller
+        actions = key_presses(keys, workdir=workdir, first_after_ms=first_key_after_ms,
+                              gap_ms=gap_ms)
+        if speak_after_ms is not None:
+            actions += (f'\n  <pause milliseconds="{speak_after_ms}"/>'
+                        f'\n  <nop><action><exec play_pcap_audio="{SPEECH_PCAP}"/></action></nop>')
         self.scenario = _scenario(
             "caller_until_hangup" if until_hangup else "caller", workdir, dialed=dialed,
-            caller=caller, hold_ms=str(hold_ms),
-            from_display=from_display,
-            keys=key_presses(keys, workdir=workdir, first_after_ms=first_key_after_ms,
-                             gap_ms=gap_ms),
-        )
+            caller=caller, hold_ms=str(hold_ms), from_display=from_display, keys=actions)
         self.command = _sipp(self.scenario, local_ip=CARRIER_IP, port=port, media_port=media,
                              extra=["-timeout", f"{hold_ms // 1000 + 120}s"])
         self.process: subprocess.Popen[bytes] | None = None

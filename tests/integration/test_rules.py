@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Backend, clock_offset_for
+from tests.integration.conftest import Backend, clock_offset_for, eventually
 from tests.integration.sipp import Caller, softphone
 
 pytestmark = pytest.mark.integration
@@ -126,8 +126,12 @@ def test_outside_service_hours_the_night_attendant_answers(
     message = call(backend, workdir, "2", hold_ms=24000)
     assert (message["route"], message["digits"]) == ("voicemail", "2")
     assert kinds(message, "prompt")[0]["data"]["sound"] == "hotline/closed"
-    # Asterisk recorded into its own spool (the message survives a backend outage).
-    assert len(set(spool.glob("*.wav")) - before) == 1
+    # Asterisk recorded into its own spool (the message survives a backend outage), and the
+    # backend took it from there: a message of this call, its file gone from the spool.
+    stored = eventually(lambda: [m for m in backend.api("/api/voicemail/messages")[1]["items"]
+                                 if m["call_id"] == message["id"]], what="the message stored")
+    assert stored[0]["caller_number"] == message["caller_number"]
+    assert not set(spool.glob("*.wav")) - before
     # A caller who presses nothing at night still reaches a human (the crisis duty).
     silent = call(backend, workdir, "", hold_ms=40000)
     assert silent["route"] in ("crisis", "oncall")

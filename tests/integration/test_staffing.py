@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.integration.conftest import Backend, clock_offset_for
+from tests.integration.conftest import Backend, clock_offset_for, eventually
 from tests.integration.sipp import Caller, dial_feature_code, register, softphone
 
 pytestmark = pytest.mark.integration
@@ -27,17 +27,6 @@ _numbers = itertools.count(int(time.time()) % 100000 * 10)
 
 def caller_number() -> str:
     return f"136{next(_numbers):08d}"
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 10, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last!r})")
 
 
 def agent(backend: Backend, counsellor_id: int) -> dict[str, Any]:

@@ -57,15 +57,6 @@ def wait_for_event(backend: Backend, number: str, kind: str,
     raise AssertionError(f"no {kind} event for {number}")
 
 
-def carrier_log() -> Path:
-    from hotline.asterisk.sandbox import AsteriskSandbox
-    from hotline.config import load_settings
-
-    settings = load_settings()
-    return AsteriskSandbox(settings=settings.asterisk, ami=settings.ami,
-                           var_dir=settings.var_dir).carrier_log
-
-
 def test_attended_transfer_to_a_colleague_by_feature_code(
         backend: Backend, counsellors: dict[str, str], workdir: Path) -> None:
     """A (c1001) answers, presses *2 and B's extension 1002, talks to B, hangs up: the
@@ -103,7 +94,7 @@ def test_attended_transfer_to_a_colleague_by_feature_code(
 
 def test_blind_transfer_to_the_12345_line_through_the_api(
         backend: Backend, counsellors: dict[str, str], workdir: Path) -> None:
-    log = carrier_log()
+    log = backend.carrier_log
     before = log.read_text(errors="replace") if log.exists() else ""
     number = caller_number()
     with softphone(workdir, user="c1001", password=counsellors["c1001"]) as counsellor:
@@ -149,7 +140,7 @@ def test_an_unknown_code_keeps_the_counsellor_with_the_caller_then_blind_by_phon
     """## then a code the site does not have, three times: Asterisk gives the transfer up and
     the counsellor is still with the caller, so the next ## 91 sends the caller on to the
     12345 line; the caller is never hung up on."""
-    log = carrier_log()
+    log = backend.carrier_log
     before = log.read_text(errors="replace") if log.exists() else ""
     number = caller_number()
     presses = [*feature_then_digits("##", "8"), ("8", 1500), ("8", 1500),

@@ -83,6 +83,15 @@ def test_answer_rate_excludes_short_abandons_from_the_denominator() -> None:
     assert result.lost == 0
 
 
+def test_a_caller_who_chose_a_callback_is_neither_answered_nor_abandoned() -> None:
+    calls = [*(answered(2.0) for _ in range(3)), call("callback_requested", 40.0),
+             abandoned(30.0)]
+    result = figures(calls, 5)
+    assert (result.offered, result.callback_requested, result.counted) == (5, 1, 4)
+    assert result.answer_rate == 3 / 4 and result.abandon_rate == 1 / 4
+    assert result.abandoned == 1 and result.lost == 0
+
+
 def test_service_level_counts_exactly_15_and_20_seconds() -> None:
     calls = [answered(15.0), answered(15.000001), answered(20.0), answered(20.5), abandoned(60)]
     result = figures(calls, 5)

@@ -1,0 +1,50 @@
+"""What voicemail needs of Asterisk, as protocols: the AMI adapter (ami_listener.connection)
+and the live queue view (ami_listener.queue_view) satisfy them; voicemail does not import
+them (DESIGN §3), app.py wires the real ones."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from panoramisk.message import Message
+
+EventCallback = Callable[[Message], Awaitable[None]]
+
+
+class EventSource(Protocol):
+    def subscribe(self, pattern: str, callback: EventCallback) -> None: ...
+
+
+class Actions(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def action(self, action: Mapping[str, str | list[str]], *,
+                     as_list: bool | None = None) -> Any: ...
+
+
+class Member(Protocol):
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def busy(self) -> bool: ...
+    @property
+    def status(self) -> str: ...
+
+
+class Waiting(Protocol):
+    @property
+    def joined_at(self) -> datetime: ...
+
+
+class QueueState(Protocol):
+    ready: bool
+
+    @property
+    def members(self) -> Mapping[str, Mapping[str, Member]]: ...
+    @property
+    def waiting(self) -> Mapping[str, Mapping[str, Waiting]]: ...
+
+    def in_call(self, interface: str) -> bool: ...
