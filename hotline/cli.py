@@ -322,6 +322,54 @@ def users_list(settings: Settings) -> None:
     Console().print(table)
 
 
+# -- voicemail -----------------------------------------------------------------------------
+
+@main.group()
+def voicemail() -> None:
+    """Messages callers left."""
+
+
+@voicemail.command("backlog")
+@click.option("--retranscribe", is_flag=True,
+              help="Also transcribe again every message that has audio but no transcript "
+                   "(e.g. after configuring voicemail.model_dir): keywords are scanned again "
+                   "and an urgent one raises its alert.")
+@pass_settings
+def voicemail_backlog(settings: Settings, retranscribe: bool) -> None:
+    """Process every message not processed yet (audio, transcript, keywords, callback), with
+    progress. `hotline serve` does the same in the background; this drains a backlog now."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from hotline.app import build_components
+
+    async def drain() -> tuple[int, int]:
+        components = build_components(settings)
+        processor = components.messages.processor
+        try:
+            await components.routing.reload_quietly()
+            if retranscribe:
+                click.echo(f"{len(await processor.retranscribe())} messages to transcribe again")
+            pending = await processor.unprocessed()
+            columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn())
+            with Progress(*columns, console=Console(stderr=True)) as progress:
+                bar = progress.add_task("messages", total=len(pending))
+                for message_id in pending:
+                    try:
+                        await processor.process(message_id)
+                    except Exception as error:  # reported; the others go on
+                        progress.console.print(f"message {message_id}: {error!r}")
+                    progress.advance(bar)
+            return processor.processed, len(pending)
+        finally:
+            await components.messages.transcriber.close()
+            await components.alert_channel.close()
+            await components.engine.dispose()
+
+    done, pending = _run(drain)
+    click.echo(f"{done} of {pending} messages processed")
+
+
 # -- asterisk ------------------------------------------------------------------------------
 
 def _sandbox(settings: Settings) -> Any:

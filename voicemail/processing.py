@@ -98,6 +98,22 @@ class MessageProcessor:
             self.last_error = repr(error)
             log.exception("voicemail processing failed", message=message_id)
 
+    async def retranscribe(self) -> list[int]:
+        """Messages that have audio but no transcript (no model then, or it failed): marked
+        for transcription again, e.g. after a model was configured. Their ids."""
+        async with self._sessions() as session:
+            ids = list(await session.scalars(
+                select(VoicemailMessage.id).where(
+                    VoicemailMessage.transcription == Transcription.UNTRANSCRIBED,
+                    VoicemailMessage.audio == MessageAudio.OK)
+                .order_by(VoicemailMessage.id)))
+            if ids:
+                await session.execute(
+                    update(VoicemailMessage).where(VoicemailMessage.id.in_(ids))
+                    .values(transcription=Transcription.PENDING, processed_at=None))
+                await session.commit()
+        return ids
+
     async def unprocessed(self) -> list[int]:
         async with self._sessions() as session:
             return list(await session.scalars(
@@ -178,11 +194,16 @@ class MessageProcessor:
         return hits, result.urgent
 
     async def _create_task(self, session: AsyncSession, message: VoicemailMessage) -> None:
-        existing = await session.scalar(select(CallbackTask.id).where(
+        existing = await session.scalar(select(CallbackTask).where(
             CallbackTask.message_id == message.id))
-        if existing is not None:
-            return
         now = self._clock.now()
+        if existing is not None:
+            # Transcribed again (a model configured since): an urgent one does not wait.
+            existing.untranscribed = message.transcription != Transcription.TRANSCRIBED
+            if message.urgent and not existing.urgent and existing.state == "pending":
+                existing.urgent, existing.due_at = True, now
+                existing.next_attempt_at = now if existing.number else None
+            return
         schedule = await self.schedule(session, message.site_code, message.recorded_at)
         # An urgent message does not wait for the morning.
         due = now if message.urgent else schedule.due_at

@@ -92,6 +92,10 @@ class Voicemail:
                 raise NotFound(f"no message {message_id}")
             relative = row.original_path if original or not row.web_path else row.web_path
             path = self._store.path(relative)
+            if not path.is_file() and relative != row.original_path:
+                # The web copy is gone (cleaned up, a node without it): the original will do.
+                relative = row.original_path
+                path = self._store.path(relative)
             if not path.is_file():
                 raise NotFound(f"the audio of message {message_id} is missing")
             record_audit(session, actor=actor, at=self._clock.now(),

@@ -164,3 +164,21 @@ async def test_processing_twice_or_on_two_nodes_makes_one_task(
     _, tasks = await load(engine, message)
     assert len(tasks) == 1 and len(recorded.alerts) == 1
     assert await processor.unprocessed() == []
+
+
+async def test_transcribed_again_with_a_model_an_urgent_message_no_longer_waits(
+        engine: AsyncEngine, tmp_path: Path) -> None:
+    processor, message, recorded = await setup(engine, tmp_path, Transcriber(model_dir=None))
+    assert await processor.process(message)
+    _, [task] = await load(engine, message)
+    assert task.due_at == NEXT_MORNING and task.untranscribed
+    # A model configured since: `hotline voicemail backlog --retranscribe`.
+    processor._transcriber = TextTranscriber("我 不想 活 了")
+    assert await processor.retranscribe() == [message]
+    assert await processor.unprocessed() == [message]
+    assert await processor.process(message)
+    row, [task] = await load(engine, message)
+    assert row.urgent and row.transcription == "transcribed"
+    assert task.urgent and not task.untranscribed and task.due_at == NIGHT
+    assert task.next_attempt_at == NIGHT
+    assert [alert.kind for alert in recorded.alerts] == ["crisis_keyword"]
