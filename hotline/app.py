@@ -247,7 +247,8 @@ def build_message_parts(settings: Settings, *, sessions: async_sessionmaker[Asyn
         routing=routing, node=node, tick_seconds=settings.voicemail.dial_tick_seconds,
         counsellor_ring_seconds=settings.voicemail.counsellor_ring_seconds,
         lost_after_seconds=settings.voicemail.lost_after_seconds,
-        max_dialing_per_site=settings.voicemail.max_dialing_per_site)
+        max_dialing_per_site=settings.voicemail.max_dialing_per_site,
+        wrapup_seconds=settings.queues.wrapup_seconds)
     # Outcomes arrive as events on the backend's own (reading) connection.
     dialer.subscribe(ami)
     return MessageParts(ingester=ingester, processor=processor, transcriber=transcriber,

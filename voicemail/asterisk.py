@@ -39,9 +39,16 @@ class Waiting(Protocol):
     def joined_at(self) -> datetime: ...
 
 
+class Activity(Protocol):
+    @property
+    def last_complete_at(self) -> datetime | None: ...
+
+
 class QueueState(Protocol):
     ready: bool
 
+    @property
+    def activity(self) -> Mapping[str, Activity]: ...
     @property
     def members(self) -> Mapping[str, Mapping[str, Member]]: ...
     @property

