@@ -230,7 +230,9 @@ def build_message_parts(settings: Settings, *, sessions: async_sessionmaker[Asyn
                               workers=settings.voicemail.workers)
     processor = MessageProcessor(sessions=sessions, clock=clock, store=store,
                                  transcriber=transcriber, routing=routing, alerts=alerts,
-                                 node=node)
+                                 node=node,
+                                 # every worker busy, and one more message being encoded
+                                 concurrency=settings.voicemail.workers + 1)
     ingester = SpoolIngester(sessions=sessions, clock=clock, store=store,
                              spool_dir=voicemail_spool_dir(settings), node=node,
                              scan_seconds=settings.voicemail.scan_seconds,

@@ -35,7 +35,7 @@ from hotline.tasks import cancel_and_wait
 from routing.callbacks import next_service_start, reply_deadline
 from routing.hours import local_time, overrides_by_date
 from routing.keywords import DEFAULT_KEYWORDS, Category, Keyword, KeywordList, scan
-from voicemail.audio import prepare_message
+from voicemail.audio import prepare_message, read_message
 from voicemail.store import MessageStore
 from voicemail.transcription import Transcriber, Transcript, untranscribed
 
@@ -52,7 +52,7 @@ class MessageProcessor:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
                  store: MessageStore, transcriber: Transcriber, routing: RoutingTable,
                  alerts: Alerts, node: str, claim_seconds: float = 900.0,
-                 sweep_seconds: float = 30.0) -> None:
+                 sweep_seconds: float = 30.0, concurrency: int = 2) -> None:
         self._sessions = sessions
         self._clock = clock
         self._store = store
@@ -64,6 +64,10 @@ class MessageProcessor:
         self._sweep_seconds = sweep_seconds
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # Messages in hand at once: one can be encoded while others are transcribed, and an
+        # urgent message is not stuck behind a backlog's one-at-a-time.
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._running: dict[int, asyncio.Task[None]] = {}
         self.processed = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -77,17 +81,28 @@ class MessageProcessor:
     async def close(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        for task in list(self._running.values()):
+            await cancel_and_wait(task)
+        self._running.clear()
 
     async def _run(self) -> None:
         while True:
-            # The backlog first (messages a stopped node left), then as they arrive.
+            # The backlog first (messages a stopped node left), then as they arrive; every
+            # `sweep_seconds` the backlog again (a failed message is tried again).
             for message_id in await self.unprocessed():
-                await self._process_quietly(message_id)
+                await self._spawn(message_id)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._sweep_seconds):
-                    await self._process_quietly(await self._queue.get())
-                    while not self._queue.empty():
-                        await self._process_quietly(self._queue.get_nowait())
+                    while True:
+                        await self._spawn(await self._queue.get())
+
+    async def _spawn(self, message_id: int) -> None:
+        if message_id in self._running:
+            return
+        await self._slots.acquire()
+        task = asyncio.create_task(self._process_quietly(message_id),
+                                   name=f"voicemail-message-{message_id}")
+        self._running[message_id] = task
 
     async def _process_quietly(self, message_id: int) -> None:
         try:
@@ -97,6 +112,9 @@ class MessageProcessor:
             self.failures += 1
             self.last_error = repr(error)
             log.exception("voicemail processing failed", message=message_id)
+        finally:
+            self._running.pop(message_id, None)
+            self._slots.release()
 
     async def retranscribe(self) -> list[int]:
         """Messages that have audio but no transcript (no model then, or it failed): marked
@@ -128,21 +146,25 @@ class MessageProcessor:
         async with self._sessions() as session:
             message = await session.get_one(VoicemailMessage, message_id)
             if message.audio == MessageAudio.PENDING:
-                await self._prepare_audio(message)
+                await self._check_audio(message)
                 await session.commit()
             if message.transcription == Transcription.PENDING:
                 self._transcribed(message, await self._transcribe(message))
                 await session.commit()
+            # The callback and the alert first: they need no web copy.
             message.keyword_hits, message.urgent = await self._scan(session, message)
             await self._create_task(session, message)
+            await session.commit()
+            if message.urgent:
+                await self._raise_crisis_alert(_summary(message))
+            if message.web_path is None and message.duration_seconds:
+                await self._web_copy(message)
             message.processed_at = self._clock.now()
             message.processing_node = message.processing_since = None
             await session.commit()
             view = _summary(message)
         self.processed += 1
         log.info("voicemail processed", **view)
-        if view["urgent"]:
-            await self._raise_crisis_alert(view)
         return True
 
     async def _claim_message(self, message_id: int) -> bool:
@@ -159,14 +181,23 @@ class MessageProcessor:
             await session.commit()
             return bool(getattr(result, "rowcount", 0))
 
-    async def _prepare_audio(self, message: VoicemailMessage) -> None:
+    async def _check_audio(self, message: VoicemailMessage) -> None:
+        recording = await asyncio.to_thread(read_message,
+                                            self._store.path(message.original_path))
+        message.audio = MessageAudio(recording.status)
+        message.audio_reason = recording.reason
+        message.duration_seconds = round(recording.duration_seconds, 3)
+
+    async def _web_copy(self, message: VoicemailMessage) -> None:
+        """The loudness-normalised compressed copy the admin web plays (the original is
+        served when there is none)."""
         original = self._store.path(message.original_path)
         web_relative, web_path = self._store.web_copy_path(message.spool_path, ".ogg")
         prepared = await asyncio.to_thread(prepare_message, original, web_path)
-        message.audio = MessageAudio(prepared.status)
-        message.audio_reason = prepared.reason or (prepared.copy_error or "")
-        message.duration_seconds = prepared.duration_seconds
         message.web_path = web_relative if prepared.web_copy is not None else None
+        if prepared.copy_error:
+            log.warning("no web copy of a message", message=message.id,
+                        error=prepared.copy_error)
 
     async def _transcribe(self, message: VoicemailMessage) -> Transcript:
         if message.audio in (MessageAudio.EMPTY, MessageAudio.BROKEN) \

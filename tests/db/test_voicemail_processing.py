@@ -182,3 +182,30 @@ async def test_transcribed_again_with_a_model_an_urgent_message_no_longer_waits(
     assert task.urgent and not task.untranscribed and task.due_at == NIGHT
     assert task.next_attempt_at == NIGHT
     assert [alert.kind for alert in recorded.alerts] == ["crisis_keyword"]
+
+
+async def test_the_running_processor_takes_the_backlog_and_new_messages(
+        engine: AsyncEngine, tmp_path: Path) -> None:
+    import asyncio
+
+    processor, first, _ = await setup(engine, tmp_path, Transcriber(model_dir=None))
+    store = processor._store
+    ingester = SpoolIngester(sessions=session_factory(engine), clock=processor._clock,
+                             store=store, spool_dir=tmp_path / "spool", node="pbx1",
+                             on_ingested=processor.enqueue)
+    await processor.start()
+    try:
+        later = []
+        for n in range(3):
+            name = f"20261129T15300{n}Z-1764430200.{n}-1391234500{n}.wav"
+            path = tmp_path / "spool" / "default" / name
+            tone(path, 1.0)
+            later.append(await ingester.ingest(spool_file(tmp_path / "spool", path)))
+        async with asyncio.timeout(30):
+            while await processor.unprocessed():  # noqa: ASYNC110 - polling the database
+                await asyncio.sleep(0.05)
+    finally:
+        await processor.close()
+    _, tasks = await load(engine, first)
+    assert sorted(t.message_id for t in tasks) == sorted([first, *later])
+    assert processor.failures == 0
