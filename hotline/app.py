@@ -237,6 +237,7 @@ def build_message_parts(settings: Settings, *, sessions: async_sessionmaker[Asyn
                              spool_dir=voicemail_spool_dir(settings), node=node,
                              scan_seconds=settings.voicemail.scan_seconds,
                              settle_seconds=settings.voicemail.settle_seconds,
+                             stale_seconds=settings.voicemail.stale_seconds,
                              on_ingested=processor.enqueue)
     ingester.subscribe(ami, asterisk_spool=settings.asterisk.voicemail_spool)
     dialer_ami = AmiConnection(

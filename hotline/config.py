@@ -227,9 +227,11 @@ class VoicemailSettings(BaseModel):
     # Originals and web copies; empty means <var_dir>/voicemail.
     store_dir: Path | None = None
     # The spool is scanned this often; a file not announced by the dialplan is taken once
-    # its size and time have not changed for `settle_seconds` (Record() writes every frame).
+    # Asterisk has completed its WAV header and it has not changed for `settle_seconds`,
+    # or, header never completed (Asterisk died mid-recording), after `stale_seconds`.
     scan_seconds: float = 1.0
     settle_seconds: float = 3.0
+    stale_seconds: float = 600.0
     # What the dialplan's Record() is given: longest message, silence that ends it.
     max_seconds: int = 180
     # Callers often pause before they speak, or between sentences: not too short.

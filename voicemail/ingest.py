@@ -25,7 +25,14 @@ from hotline.clock import Clock
 from hotline.db.models import VoicemailMessage, call_id_for
 from hotline.tasks import cancel_and_wait, woken_or_timeout
 from voicemail.asterisk import EventSource
-from voicemail.spool import SettleWatch, SpoolFile, announced_path, recordings, spool_file
+from voicemail.spool import (
+    SettleWatch,
+    SpoolFile,
+    announced_path,
+    recordings,
+    spool_file,
+    wav_header_complete,
+)
 from voicemail.store import MessageStore
 
 log = structlog.get_logger(__name__)
@@ -35,6 +42,7 @@ class SpoolIngester:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
                  store: MessageStore, spool_dir: Path, node: str,
                  scan_seconds: float = 1.0, settle_seconds: float = 3.0,
+                 stale_seconds: float = 600.0,
                  on_ingested: Callable[[int], None] | None = None) -> None:
         self._sessions = sessions
         self._clock = clock
@@ -42,7 +50,7 @@ class SpoolIngester:
         self.spool_dir = spool_dir
         self._node = node
         self._scan_seconds = scan_seconds
-        self._settle = SettleWatch(settle_seconds=settle_seconds)
+        self._settle = SettleWatch(settle_seconds=settle_seconds, stale_seconds=stale_seconds)
         self._on_ingested = on_ingested
         self._announced: set[Path] = set()
         self._wake = asyncio.Event()
@@ -88,7 +96,10 @@ class SpoolIngester:
         announced, self._announced = self._announced, set()
         paths = await asyncio.to_thread(lambda: list(recordings(self.spool_dir)))
         ready = set(self._settle.finished(paths, time.monotonic()))
-        ready |= {path for path in announced if path.is_file()}
+        # Announced after the caller hung up, so Record() has closed it; a WAV whose header
+        # is still open is left to the scans (it is not finished after all).
+        ready |= {path for path in announced if path.is_file() and (
+            path.suffix.lower() != ".wav" or wav_header_complete(path, path.stat().st_size))}
         count, error = 0, None
         for path in sorted(ready):
             try:

@@ -4,13 +4,18 @@ what their names say.
 The dialplan (`[hotline-voicemail]`) records into `<spool>/<site>/<UTC time>-<linkedid>-
 <caller digits>.wav` and, when the caller hangs up, announces the file with a
 `HotlineVoicemail` UserEvent. A file nobody announced (the backend was down, the event was
-lost) is taken once its size and time have not changed for a while: Record() writes every
-frame it receives, silence included, so a recording in progress keeps changing.
+lost) is taken once it is finished: Asterisk writes a WAV header's sizes only when it
+closes the file, so a header whose sizes match the file, unchanged for `settle_seconds`,
+is a finished recording. Size and time alone do not tell: a phone that suppresses silence
+sends no audio, and Record() then writes nothing while it still records. A file whose
+header is never completed (Asterisk died mid-recording) is taken once it has not changed
+for `stale_seconds`.
 """
 
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,11 +71,26 @@ class _Seen:
     since: float  # when this size and time were first seen (monotonic)
 
 
-class SettleWatch:
-    """Finished recordings among the spool's files: unchanged for `settle_seconds`."""
+def wav_header_complete(path: Path, size: int) -> bool:
+    """Whether a WAV file's RIFF size says what the file holds (Asterisk writes it on
+    close; while recording it is 0)."""
+    try:
+        with path.open("rb") as reader:
+            head = reader.read(12)
+    except OSError:
+        return False
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return False
+    (riff_size,) = struct.unpack("<I", head[4:8])
+    return riff_size > 0 and riff_size + 8 == size
 
-    def __init__(self, *, settle_seconds: float) -> None:
+
+class SettleWatch:
+    """Finished recordings among the spool's files (see the module's docstring)."""
+
+    def __init__(self, *, settle_seconds: float, stale_seconds: float = 600.0) -> None:
         self._settle = settle_seconds
+        self._stale = stale_seconds
         self._seen: dict[Path, _Seen] = {}
 
     def finished(self, paths: Iterable[Path], now: float) -> list[Path]:
@@ -86,7 +106,10 @@ class SettleWatch:
             if seen is None or (seen.size, seen.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
                 self._seen[path] = _Seen(stat.st_size, stat.st_mtime_ns, now)
                 continue
-            if now - seen.since >= self._settle:
+            unchanged = now - seen.since
+            if unchanged >= self._stale or (
+                    unchanged >= self._settle and (path.suffix.lower() != ".wav"
+                                                   or wav_header_complete(path, stat.st_size))):
                 ready.append(path)
         for gone in set(self._seen) - present:
             del self._seen[gone]

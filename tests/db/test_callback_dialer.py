@@ -253,7 +253,7 @@ async def test_a_caller_who_left_the_queue_is_called_back_in_their_turn(
 async def test_a_counsellor_in_wrap_up_is_left_alone(engine: AsyncEngine) -> None:
     from ami_listener.queue_view import AgentActivity
 
-    dialer, asterisk, view = await setup(engine, free=("c1002",))
+    dialer, _asterisk, view = await setup(engine, free=("c1002",))
     await add_task(engine)
     view.activity["PJSIP/c1002"] = AgentActivity(last_complete_at=NOW - timedelta(seconds=4))
     assert await dialer.dial_due() == 0

@@ -150,3 +150,35 @@ def test_half_written_copies_a_killed_process_left_are_swept(tmp_path: Path) -> 
     (tmp_path / "originals" / "default" / NAME).write_bytes(b"RIFF")
     assert store.sweep_incoming() == 1
     assert [p.name for p in (tmp_path / "originals" / "default").iterdir()] == [NAME]
+
+
+def test_a_recording_whose_header_asterisk_has_not_closed_is_not_taken_until_stale(
+        tmp_path: Path) -> None:
+    """A phone that suppresses silence sends nothing: Record() writes nothing while it still
+    records. Only the completed header (written on close) says the file is finished."""
+    from voicemail.spool import SettleWatch, wav_header_complete
+
+    path = tmp_path / NAME
+    audio = write_wav(path)
+    open_header = audio[:4] + bytes(4) + audio[8:40] + bytes(4) + audio[44:]
+    path.write_bytes(open_header)
+    assert not wav_header_complete(path, len(open_header))
+    watch = SettleWatch(settle_seconds=3, stale_seconds=600)
+    assert watch.finished([path], now=0.0) == []
+    assert watch.finished([path], now=100.0) == []  # unchanged, but still recording
+    assert watch.finished([path], now=601.0) == [path]  # Asterisk died mid-recording
+    path.write_bytes(audio)  # closed: sizes written
+    assert wav_header_complete(path, len(audio))
+    watch = SettleWatch(settle_seconds=3, stale_seconds=600)
+    assert watch.finished([path], now=0.0) == []
+    assert watch.finished([path], now=3.0) == [path]
+
+
+async def test_an_announced_recording_still_open_is_left_for_the_scans(
+        engine: AsyncEngine, tmp_path: Path) -> None:
+    path = tmp_path / "spool" / "default" / NAME
+    audio = write_wav(path)
+    path.write_bytes(audio[:4] + bytes(4) + audio[8:])
+    vm = ingester(engine, tmp_path)
+    vm.announce(path)
+    assert await vm.scan_once() == 0 and path.exists()
