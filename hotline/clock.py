@@ -32,6 +32,12 @@ class Clock:
             return self._fixed.astimezone(UTC)
         return datetime.now(UTC) + self._offset
 
+    def from_real(self, instant: datetime) -> datetime:
+        """A real-world instant another system stamped (Asterisk's clock: a recording's
+        name) on this clock's time line: shifted by the offset. A fixed clock has no tie
+        to real time: the instant stays as stamped."""
+        return instant.astimezone(UTC) + (self._offset if self._fixed is None else timedelta(0))
+
     def local_now(self) -> datetime:
         """Aware datetime in the hotline's time zone, for hours, holidays and shifts."""
         return self.now().astimezone(self.zone)

@@ -116,7 +116,9 @@ class SpoolIngester:
         """The message's id; the spool file is gone afterwards."""
         kept = await asyncio.to_thread(self._store.keep_original, file.path, file.relative)
         now = self._clock.now()
-        recorded = file.recorded_at or await asyncio.to_thread(_mtime, file.path, now)
+        # Asterisk names the file by its own (real) clock; decisions read ours.
+        stamped = file.recorded_at or await asyncio.to_thread(_mtime, file.path)
+        recorded = self._clock.from_real(stamped) if stamped is not None else now
         message_id = await self._existing(file.relative)
         new = message_id is None
         if message_id is None:
@@ -152,8 +154,8 @@ class SpoolIngester:
                 VoicemailMessage.node == self._node, VoicemailMessage.spool_path == relative))
 
 
-def _mtime(path: Path, default: datetime) -> datetime:
+def _mtime(path: Path) -> datetime | None:
     try:
         return datetime.fromtimestamp(path.stat().st_mtime, UTC)
     except OSError:
-        return default
+        return None

