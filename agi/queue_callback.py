@@ -52,7 +52,9 @@ class QueueCallbackRoute:
             log.info("queue callback refused", site=site.code, queue=queue, reason=refused)
             await channel.set_variables({"HOTLINE_CALLBACK_REFUSED": refused})
             return
-        joined_at = (datetime.fromtimestamp(int(joined), UTC) if joined.isdigit() else now)
+        # ${EPOCH} is Asterisk's (real) clock; decisions and records read ours.
+        joined_at = (self._clock.from_real(datetime.fromtimestamp(int(joined), UTC))
+                     if joined.isdigit() else now)
         task = await self._requests.request(
             site=site.code, queue=queue, number=number.number, joined_at=joined_at,
             call_id=self._journal.call_id(linkedid) if linkedid else None)
