@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hotline.audit import Actor
 from hotline.clock import Clock
 from hotline.db.engine import session_factory
+from hotline.db.models import Role
 from hotline.people.passwords import Passwords
 from hotline.people.services import People, Policy, TokenCache
 
@@ -42,3 +43,13 @@ def make_people(engine: AsyncEngine, clock: Clock | None = None,
         people.cache = TokenCache(ttl=people.policy.cache_seconds, size=people.policy.cache_size,
                                   monotonic=lambda: monotonic[0])
     return people
+
+
+async def token_per_role(people: People) -> dict[Role, str]:
+    """A user of every role (u_<role>, PASSWORD) and an API token for each."""
+    tokens = {}
+    for role in Role:
+        user = await people.create_user(ROOT, username=f"u_{role.value}", role=role,
+                                        password=PASSWORD)
+        tokens[role] = (await people.issue_token(ROOT, user.id, name="test")).token
+    return tokens

@@ -26,7 +26,7 @@ from hotline.stats.services import AnswerRates, Group, InvalidPeriod, NotFound
 from hotline.web import openapi as openapi_http
 from hotline.web.auth import bearer_auth, json_errors
 from hotline.web.keys import SESSIONS
-from tests.db.people_support import PASSWORD, ROOT, ManualClock, make_people
+from tests.db.people_support import ManualClock, make_people, token_per_role
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 30)
@@ -379,11 +379,7 @@ async def api(switch: Switch) -> AsyncIterator[Api]:
     people_http.add_routes(app, people=people)
     stats_http.add_routes(app, stats=switch.rates())
     openapi_http.add_routes(app)
-    tokens = {}
-    for role in Role:
-        user = await people.create_user(ROOT, username=f"u_{role.value}", role=role,
-                                        password=PASSWORD)
-        tokens[role] = (await people.issue_token(ROOT, user.id, name="test")).token
+    tokens = await token_per_role(people)
     async with TestClient(TestServer(app)) as client:
         yield Api(client, tokens)
 

@@ -40,7 +40,7 @@ from hotline.web import openapi as openapi_http
 from hotline.web.auth import bearer_auth, json_errors
 from hotline.web.keys import COMPONENTS, SESSIONS
 from routing.keywords import DEFAULT_KEYWORDS
-from tests.db.people_support import PASSWORD, ROOT, ManualClock, make_people
+from tests.db.people_support import ManualClock, make_people, token_per_role
 from voicemail import http as voicemail_http
 from voicemail.ingest import SpoolIngester
 from voicemail.processing import MessageProcessor
@@ -108,11 +108,7 @@ async def api(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Api]:
     people_http.add_routes(app, people=people)
     voicemail_http.add_routes(app)
     openapi_http.add_routes(app)
-    tokens = {}
-    for role in Role:
-        user = await people.create_user(ROOT, username=f"u_{role.value}", role=role,
-                                        password=PASSWORD)
-        tokens[role] = (await people.issue_token(ROOT, user.id, name="test")).token
+    tokens = await token_per_role(people)
     async with TestClient(TestServer(app)) as client:
         yield Api(client, people, engine, store, tokens)
 
