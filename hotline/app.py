@@ -28,6 +28,7 @@ from ami_listener.connection import AmiConnection
 from ami_listener.lockouts import LockoutRecorder
 from ami_listener.queue_members import QueueMemberSync
 from ami_listener.queue_view import QueueView
+from crisis.webhook import WebhookNotifier
 from hotline.alerts import http as alerts_http
 from hotline.alerts.services import Alerts, LogNotifier, RedisNotifier
 from hotline.alerts.watchdog import LineWatchdog
@@ -82,6 +83,7 @@ class Components:
     live_staffing: LiveStaffing
     alerts: Alerts
     alert_channel: RedisNotifier
+    webhook: WebhookNotifier
     watchdog: LineWatchdog
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
@@ -168,8 +170,11 @@ def build_components(settings: Settings) -> Components:
     tracker.subscribe(ami)
     alert_channel = RedisNotifier(url=settings.redis.url, prefix=settings.redis.key_prefix,
                                   timeout=settings.redis.timeout_seconds)
-    # The duty officer's phone and the webhook join these with the crisis capability.
-    alerts = Alerts(sessions=sessions, clock=clock, notifiers=[LogNotifier(), alert_channel])
+    # The signed duty webhook (an SMS gateway, a chat bot); the duty officer's phone joins
+    # these with the crisis capability.
+    webhook = WebhookNotifier.from_settings(settings.webhook)
+    alerts = Alerts(sessions=sessions, clock=clock,
+                    notifiers=[LogNotifier(), alert_channel, webhook])
     # SIP lock-outs fail2ban announces: audit entries and alerts.
     lockouts = LockoutRecorder(sessions=sessions, clock=clock, node=settings.asterisk.node_name,
                                alerts=alerts)
@@ -216,7 +221,8 @@ def build_components(settings: Settings) -> Components:
     return Components(engine=engine, journal=journal, live=live, ami=ami, fastagi=fastagi,
                       tracker=tracker, roster=roster, staffing=staffing, queue_view=queue_view,
                       member_sync=member_sync, live_staffing=live_staffing, alerts=alerts,
-                      alert_channel=alert_channel, watchdog=watchdog, sessions=sessions,
+                      alert_channel=alert_channel, webhook=webhook, watchdog=watchdog,
+                      sessions=sessions,
                       clock=clock, routing=routing,
                       rules=rules, rules_bus=rules_bus, agi_metrics=agi_metrics,
                       lockouts=lockouts, voicemail=voicemail, messages=messages)
@@ -283,6 +289,11 @@ def create_app(settings: Settings) -> web.Application:
         await components.alert_channel.close()
         await components.live.close()
 
+    async def webhook(_app: web.Application) -> AsyncIterator[None]:
+        await components.webhook.start()
+        yield
+        await components.webhook.close()
+
     async def ami(_app: web.Application) -> AsyncIterator[None]:
         await components.ami.start()
         await components.member_sync.start()
@@ -318,7 +329,7 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await components.fastagi.close()
 
-    app.cleanup_ctx.extend([database, redis, voicemail])
+    app.cleanup_ctx.extend([database, redis, webhook, voicemail])
     if settings.ami.enabled:
         app.cleanup_ctx.append(ami)
         if settings.voicemail.dial_callbacks:

@@ -253,6 +253,29 @@ class VoicemailSettings(BaseModel):
     max_dialing_per_site: int = 2
 
 
+class WebhookSettings(BaseModel):
+    """The duty webhook (crisis/webhook.py): every new alert, and later each incident
+    packet, POSTed as signed JSON to each URL (an SMS gateway, a chat bot)."""
+
+    # http(s) URLs; empty: no webhook. A chat bot's URL often holds its token: never logged.
+    urls: list[str] = Field(default_factory=list)
+    # HMAC-SHA256 key shared with the receivers; empty means generated once into
+    # var/secrets.toml ("webhook_secret"): give that value to the receivers.
+    secret: str = ""
+    # Per request; then retried (network errors, 5xx, 429) after backoff_seconds,
+    # doubling up to max_backoff_seconds, until max_attempts or max_age_seconds.
+    timeout_seconds: float = 5.0
+    max_attempts: int = 8
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+    max_age_seconds: float = 900.0
+    # Deliveries waiting per URL; when full the oldest is dropped (counted, logged).
+    queue_size: int = 1000
+    # A link to the alert for the receiver ("url" in the body), e.g.
+    # "https://hotline.example.cn/alerts/{id}"; empty: no link.
+    link_template: str = ""
+
+
 class DemoSettings(BaseModel):
     site_code: str = "default"
 
@@ -282,6 +305,7 @@ class Settings(BaseSettings):
     lockout: LockoutSettings = Field(default_factory=LockoutSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @field_validator("var_dir")
     @classmethod

@@ -56,4 +56,6 @@ def fill_generated_secrets(settings: Settings) -> Settings:
         settings.ami.dialer_secret = generated_secret(settings.var_dir, "dialer_ami_secret")
     if not settings.lockout.ami_secret:
         settings.lockout.ami_secret = generated_secret(settings.var_dir, "lockout_ami_secret")
+    if not settings.webhook.secret:
+        settings.webhook.secret = generated_secret(settings.var_dir, "webhook_secret", 32)
     return settings

@@ -125,6 +125,16 @@ def _voicemail(request: web.Request) -> ComponentHealth:
                            else "ok", detail=detail)
 
 
+def _webhook(request: web.Request) -> ComponentHealth:
+    """The signed duty webhook: deliveries failing or dropped are a warning (the alerts are
+    still in /api/alerts and on the other notifiers)."""
+    detail = request.app[COMPONENTS].webhook.health()
+    if not detail["enabled"]:
+        return ComponentHealth(status="ok", detail={**detail, "reason": "no URL configured"})
+    return ComponentHealth(status="warn" if detail["last_error"] or detail["dropped"] else "ok",
+                           detail=detail)
+
+
 async def health(request: web.Request) -> web.Response:
     database, redis_health, (ami, asterisk) = await asyncio.gather(
         _database(request), _redis(request), _ami_and_asterisk(request))
@@ -138,6 +148,7 @@ async def health(request: web.Request) -> web.Response:
     components["rules"], components["calendar"] = _rules(request)
     components["queues"] = _queues(request)
     components["voicemail"] = _voicemail(request)
+    components["webhook"] = _webhook(request)
     # A warning (e.g. next year's holidays not entered yet) is not an outage.
     healthy = all(component.status in ("ok", "warn") for component in components.values())
     body = Health(status="ok" if healthy else "degraded", components=components)
