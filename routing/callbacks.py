@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from routing.hours import HolidayCalendar, day_intervals, is_open
+from routing.hours import HolidayCalendar, day_intervals, is_open, require_aware
 from routing.rules import DateOverride, Interval, WeeklyHours
 
 # How far ahead to look for an opening: longer than any holiday (Spring Festival is 9
@@ -27,11 +27,6 @@ from routing.rules import DateOverride, Interval, WeeklyHours
 HORIZON_DAYS = 60
 
 Overrides = Mapping[date, DateOverride] | None
-
-
-def _aware(at: datetime, name: str) -> None:
-    if at.tzinfo is None:
-        raise ValueError(f"{name} must be an aware datetime in the site's zone")
 
 
 def _wall(day: date, minute: int, like: datetime) -> datetime:
@@ -60,7 +55,7 @@ def next_service_start(weekly: WeeklyHours, calendar: HolidayCalendar, after_loc
     """The first instant ≥ `after_local` at which the site is open: `after_local` itself
     when it is open then, else the start of the next interval; None when the site does not
     open within `horizon_days`."""
-    _aware(after_local, "after_local")
+    require_aware(after_local, "after_local")
     if is_open(weekly, calendar, after_local, overrides):
         return after_local
     # Closed now, so any interval that started earlier has ended: the answer is the
@@ -92,7 +87,7 @@ def reply_deadline(weekly: WeeklyHours, calendar: HolidayCalendar, message_local
     Friday 23:00 before a holiday, by the close of the first open day after the holiday
     (a make-up Saturday when the site works it). None when the site does not open
     within `horizon_days`."""
-    _aware(message_local, "message_local")
+    require_aware(message_local, "message_local")
     if within_hours is not None:
         if within_hours <= 0:
             raise ValueError(f"a reply promise is a positive number of hours, not {within_hours}")
@@ -149,7 +144,7 @@ def next_attempt_at(policy: RetryPolicy, attempts_so_far: int, last_attempt_at: 
     last attempt, moved to the next opening when that falls outside service hours.
     Every outcome but the final ones is retried alike; FAILED counts as an attempt, so a
     fault on our side can never dial without end."""
-    _aware(last_attempt_at, "last_attempt_at")
+    require_aware(last_attempt_at, "last_attempt_at")
     if attempts_so_far < 1:
         raise ValueError(f"attempts_so_far counts the attempt just made, not {attempts_so_far}")
     if Outcome(outcome) in FINAL_OUTCOMES or attempts_so_far >= policy.max_attempts:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from routing.hours import require_aware
+
 
 class DeadlineKind(StrEnum):
     CRISIS = "crisis"              # intervention starts, from the first crisis signal
@@ -42,11 +44,6 @@ class DeadlineState(StrEnum):
 class EscalationLevel(StrEnum):
     WARN = "warn"          # near: tell the assignee and the duty officer
     ESCALATE = "escalate"  # missed: alert through the duty chain
-
-
-def _aware(at: datetime, name: str) -> None:
-    if at.tzinfo is None:
-        raise ValueError(f"{name} must be an aware datetime")
 
 
 def _utc(at: datetime) -> datetime:
@@ -84,8 +81,8 @@ class Deadline:
     due_at: datetime
 
     def __post_init__(self) -> None:
-        _aware(self.opened_at, "opened_at")
-        _aware(self.due_at, "due_at")
+        require_aware(self.opened_at, "opened_at")
+        require_aware(self.due_at, "due_at")
         if self.due_at <= self.opened_at:
             raise ValueError("a deadline falls after the item was opened")
 
@@ -103,7 +100,7 @@ class DeadlineStatus:
 
 def deadline_for(kind: DeadlineKind, opened_at: datetime, policy: DeadlinePolicy) -> Deadline:
     """The deadline of an item of `kind` opened at `opened_at`, shown in its zone."""
-    _aware(opened_at, "opened_at")
+    require_aware(opened_at, "opened_at")
     due = (_utc(opened_at) + policy.allowed(kind)).astimezone(opened_at.tzinfo)
     return Deadline(DeadlineKind(kind), opened_at, due)
 
@@ -111,7 +108,7 @@ def deadline_for(kind: DeadlineKind, opened_at: datetime, policy: DeadlinePolicy
 def deadline_state(deadline: Deadline, now: datetime, policy: DeadlinePolicy) -> DeadlineStatus:
     """ok before the near point, near from it up to and including the deadline, missed
     after it."""
-    _aware(now, "now")
+    require_aware(now, "now")
     left = _utc(deadline.due_at) - _utc(now)
     if left < timedelta(0):
         return DeadlineStatus(DeadlineState.MISSED, left)
@@ -152,7 +149,7 @@ def due_escalations(items: Iterable[OpenItem], now: datetime,
     first seen already missed (opened late, the watchdog was down) is escalated without a
     warning: a warning after the fact is noise. After the escalation the duty chain keeps
     ringing until someone acknowledges, so nothing more is due here."""
-    _aware(now, "now")
+    require_aware(now, "now")
     due = []
     for item in items:
         status = deadline_state(item.deadline, now, policy)
@@ -176,7 +173,7 @@ class DeadlineRecord:
 
     def __post_init__(self) -> None:
         if self.done_at is not None:
-            _aware(self.done_at, "done_at")
+            require_aware(self.done_at, "done_at")
 
 
 @dataclass(frozen=True)
@@ -192,7 +189,7 @@ def breach_counts(records: Iterable[DeadlineRecord], *, start: datetime, end: da
     present. An item counts in the period its deadline falls in, so consecutive periods
     count each once. Done late or not done by `now` after its deadline is missed for good."""
     for at, name in ((start, "start"), (end, "end"), (now, "now")):
-        _aware(at, name)
+        require_aware(at, name)
     if end <= start:
         raise ValueError("a period ends after it starts")
     tally: Counter[tuple[DeadlineKind, str]] = Counter()

@@ -29,14 +29,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from routing.hours import require_aware
+
 # Digits with an optional "+": the number ends up in an AMI Originate, where CR/LF or a
 # separator would inject headers or another dial string.
 _NUMBER = re.compile(r"\+?[0-9]{3,20}")
-
-
-def _aware(at: datetime, name: str) -> None:
-    if at.tzinfo is None:
-        raise ValueError(f"{name} must be an aware datetime")
 
 
 def _utc(at: datetime) -> datetime:
@@ -53,8 +50,8 @@ class RosterEntry:
     ends_at: datetime
 
     def __post_init__(self) -> None:
-        _aware(self.starts_at, "starts_at")
-        _aware(self.ends_at, "ends_at")
+        require_aware(self.starts_at, "starts_at")
+        require_aware(self.ends_at, "ends_at")
         if self.ends_at <= self.starts_at:
             raise ValueError("a duty window ends after it starts")
         if not _NUMBER.fullmatch(self.number):
@@ -67,7 +64,7 @@ class RosterEntry:
 
 def on_duty(roster: Iterable[RosterEntry], at: datetime) -> list[RosterEntry]:
     """The entries covering `at`, in escalation order, one per person (their first)."""
-    _aware(at, "at")
+    require_aware(at, "at")
     seen: set[int] = set()
     found = []
     for entry in roster:
@@ -89,8 +86,8 @@ class Gap:
 
 def roster_gaps(roster: Iterable[RosterEntry], start: datetime, end: datetime) -> list[Gap]:
     """The stretches of [start, end) nobody on the roster covers, in order."""
-    _aware(start, "start")
-    _aware(end, "end")
+    require_aware(start, "start")
+    require_aware(end, "end")
     if end <= start:
         raise ValueError("a period ends after it starts")
     spans = sorted((max(e.starts_at, start), min(e.ends_at, end))
@@ -128,7 +125,7 @@ class Delivery:
     lap: int = 1  # the round of the chain: 2 once it has wrapped
 
     def __post_init__(self) -> None:
-        _aware(self.at, "at")
+        require_aware(self.at, "at")
 
 
 @dataclass(frozen=True)
@@ -176,15 +173,15 @@ class AlertState:
     unstaffed_reported_at: datetime | None = None  # the last NobodyOnDuty acted on
 
     def __post_init__(self) -> None:
-        _aware(self.raised_at, "raised_at")
+        require_aware(self.raised_at, "raised_at")
         if self.acknowledged_at is not None:
-            _aware(self.acknowledged_at, "acknowledged_at")
+            require_aware(self.acknowledged_at, "acknowledged_at")
         if self.unstaffed_reported_at is not None:
-            _aware(self.unstaffed_reported_at, "unstaffed_reported_at")
+            require_aware(self.unstaffed_reported_at, "unstaffed_reported_at")
 
     def recorded(self, actions: Iterable[Action], at: datetime) -> AlertState:
         """This state after the adapter carried out `actions` at `at`."""
-        _aware(at, "at")
+        require_aware(at, "at")
         state = self
         for action in actions:
             if isinstance(action, Call):
@@ -221,7 +218,7 @@ def next_actions(state: AlertState, roster: Sequence[RosterEntry], now: datetime
     At most one Call, so at most one phone rings per alert; an escalation comes as
     [Exhausted?, Escalate, Call]. Record the Calls and NobodyOnDuty with
     AlertState.recorded (or the same rows in storage) before asking again."""
-    _aware(now, "now")
+    require_aware(now, "now")
     if state.acknowledged_at is not None:
         return []
     chain = on_duty(roster, now)
@@ -258,7 +255,7 @@ def next_check_at(state: AlertState, roster: Sequence[RosterEntry], now: datetim
     """The earliest instant at which next_actions may have something to do: `now` when it
     has, else the next repeat, escalation or roster change; None once acknowledged. Ask
     with the state that already records what was done at `now`."""
-    _aware(now, "now")
+    require_aware(now, "now")
     if state.acknowledged_at is not None:
         return None
     if next_actions(state, roster, now, policy):

@@ -94,6 +94,12 @@ def overrides_by_date(overrides: Iterable[DateOverride]) -> dict[date, DateOverr
     return {override.date: override for override in overrides}
 
 
+def require_aware(at: datetime, name: str) -> None:
+    """Routing decides on instants, never on a wall-clock time without its zone."""
+    if at.tzinfo is None:
+        raise ValueError(f"{name} must be an aware datetime")
+
+
 def local_time(at: datetime, timezone: str) -> datetime:
     if at.tzinfo is None:
         raise ValueError("routing needs an aware datetime")
