@@ -5,6 +5,7 @@ drops the oldest, and a close() that cancels what is left."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -99,6 +100,16 @@ def notifier(urls: list[str], **options: Any) -> WebhookNotifier:
     return WebhookNotifier(urls=urls, **defaults)
 
 
+@contextlib.asynccontextmanager
+async def running(hook: WebhookNotifier) -> AsyncIterator[WebhookNotifier]:
+    """The notifier started, and closed afterwards whatever happens."""
+    await hook.start()
+    try:
+        yield hook
+    finally:
+        await hook.close()
+
+
 async def settled(hook: WebhookNotifier, seconds: float = 5.0) -> None:
     async with asyncio.timeout(seconds):
         await hook.wait_idle()
@@ -113,12 +124,9 @@ def free_port() -> int:
 async def test_an_alert_reaches_every_url_signed_with_chinese_intact(receiver) -> None:
     hook = notifier([receiver.url("/sms"), receiver.url("/bot?key=token")],
                     link_template="https://hotline.example.cn/alerts/{id}")
-    await hook.start()
-    try:
+    async with running(hook):
         await hook.notify(alert())
         await settled(hook)
-    finally:
-        await hook.close()
 
     assert sorted(seen.path for seen in receiver.seen) == ["/bot", "/sms"]
     assert hook.health()["sent"] == 2 and hook.failed == hook.dropped == 0
@@ -149,8 +157,7 @@ async def test_an_alert_reaches_every_url_signed_with_chinese_intact(receiver) -
 
 async def test_send_carries_another_event_type(receiver) -> None:
     hook = notifier([receiver.url("/bot")])
-    await hook.start()
-    try:
+    async with running(hook):
         packet = {"incident_id": 3, "caller": "13800000000", "caller_name": "张三",
                   "location": "北京市海淀区"}
         delivery = hook.send("incident", packet)
@@ -159,8 +166,6 @@ async def test_send_carries_another_event_type(receiver) -> None:
             hook.send("incident\r\nX-Evil: 1", packet)
         with pytest.raises(ValueError):
             hook.send("incident", {"type": "alert"})
-    finally:
-        await hook.close()
     [seen] = receiver.seen
     assert seen.headers["X-Hotline-Event"] == "incident"
     assert seen.headers["X-Hotline-Delivery"] == delivery
@@ -172,12 +177,9 @@ async def test_send_carries_another_event_type(receiver) -> None:
 async def test_a_server_error_is_retried_then_delivered_once(receiver, first) -> None:
     receiver.script["/sms"] = [first]
     hook = notifier([receiver.url("/sms")])
-    await hook.start()
-    try:
+    async with running(hook):
         await hook.notify(alert())
         await settled(hook)
-    finally:
-        await hook.close()
     assert len(receiver.seen) == 2
     assert [seen.headers["X-Hotline-Attempt"] for seen in receiver.seen] == ["1", "2"]
     assert len({seen.headers["X-Hotline-Delivery"] for seen in receiver.seen}) == 1
@@ -190,12 +192,9 @@ async def test_a_server_error_is_retried_then_delivered_once(receiver, first) ->
 async def test_a_client_error_is_not_retried(receiver) -> None:
     receiver.script["/sms"] = [400]
     hook = notifier([receiver.url("/sms?token=hidden")])
-    await hook.start()
-    try:
+    async with running(hook):
         await hook.notify(alert())
         await settled(hook)
-    finally:
-        await hook.close()
     assert len(receiver.seen) == 1
     assert (hook.sent, hook.failed, hook.retries) == (0, 1, 0)
     assert hook.last_error is not None and "HTTP 400" in hook.last_error
@@ -204,15 +203,12 @@ async def test_a_client_error_is_not_retried(receiver) -> None:
 
 async def test_a_receiver_down_is_retried_then_failed_without_blocking() -> None:
     hook = notifier([f"http://127.0.0.1:{free_port()}/sms"], max_attempts=3)
-    await hook.start()
-    try:
+    async with running(hook):
         started = time.perf_counter()
         await hook.notify(alert())
         assert time.perf_counter() - started < 0.05
         assert hook.pending == 1
         await settled(hook)
-    finally:
-        await hook.close()
     assert (hook.sent, hook.failed, hook.retries) == (0, 1, 2)
     assert hook.last_error is not None and "after 3 attempts" in hook.last_error
 
@@ -237,11 +233,8 @@ async def test_a_full_queue_drops_the_oldest(receiver) -> None:
     for number in range(1, 6):  # not started yet: everything waits in the queue
         await hook.notify(alert(id=number))
     assert (hook.dropped, hook.pending) == (2, 3)
-    await hook.start()
-    try:
+    async with running(hook):
         await settled(hook)
-    finally:
-        await hook.close()
     assert [seen.json["id"] for seen in receiver.seen] == [3, 4, 5]
     assert hook.health()["dropped"] == 2 and hook.sent == 3
 
@@ -337,11 +330,8 @@ def test_alert_payload_without_a_link_has_no_url() -> None:
 async def test_a_delivery_older_than_max_age_is_given_up() -> None:
     hook = notifier([f"http://127.0.0.1:{free_port()}/sms"], max_attempts=100,
                     backoff_seconds=0.02, max_backoff_seconds=0.02, max_age_seconds=0.05)
-    await hook.start()
-    try:
+    async with running(hook):
         await hook.notify(alert())
         await settled(hook)
-    finally:
-        await hook.close()
     assert hook.failed == 1 and 1 <= hook.retries < 5
     assert hook.last_error is not None and "gave up after" in hook.last_error
