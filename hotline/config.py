@@ -276,6 +276,39 @@ class WebhookSettings(BaseModel):
     link_template: str = ""
 
 
+class CrisisSettings(BaseModel):
+    """Crisis alerts and the one-key 110 bridge (crisis/)."""
+
+    # The duty alert chain (routing/duty_chain.py): a duty phone is rung again every
+    # `repeat_seconds` until someone presses 1 (or acknowledges in the API), and the next
+    # person on the duty roster is rung `escalate_seconds` after the first call.
+    repeat_seconds: float = 120.0
+    escalate_seconds: float = 300.0
+    # How long a duty phone rings, and how often the chain looks at open crisis alerts.
+    duty_ring_seconds: int = 30
+    tick_seconds: float = 1.0
+    # Deadlines (routing/deadlines.py): crisis intervention, case reply, consultation reply.
+    crisis_deadline_minutes: float = 30.0
+    case_deadline_hours: float = 48.0
+    consultation_deadline_hours: float = 24.0
+    deadline_near_fraction: float = 0.8
+    # The police: the number dialled through the carrier, how long it rings, how many
+    # times it is tried when busy or failing, and the pause between tries.
+    police_number: str = "110"
+    police_ring_seconds: int = 30
+    police_attempts: int = 3
+    police_retry_seconds: float = 3.0
+    # The counsellor's in-call feature code for the police alert (features applicationmap).
+    police_feature_code: str = "*0"
+    # Who is rung into the conference when the counsellor's leg drops (a supervisor's
+    # number through the carrier; empty: the first person on the duty roster).
+    supervisor_number: str = ""
+    # Where Asterisk records the police conference (a path on the Asterisk host), and
+    # the same directory as this process reaches it (empty: the sandbox's).
+    recording_dir: str = "/var/spool/asterisk/monitor/hotline"
+    recording_local_dir: Path | None = None
+
+
 class DemoSettings(BaseModel):
     site_code: str = "default"
 
@@ -306,6 +339,7 @@ class Settings(BaseSettings):
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    crisis: CrisisSettings = Field(default_factory=CrisisSettings)
 
     @field_validator("var_dir")
     @classmethod

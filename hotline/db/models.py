@@ -293,6 +293,9 @@ class Alert(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(200), default=None)
     acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A crisis alert belongs to an incident; the duty chain rings phones for it.
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), default=None, index=True)
 
 
 class Shift(Base):
@@ -675,3 +678,130 @@ class CrisisKeyword(Base):
     synonyms: Mapped[list[str]] = mapped_column(JSON, default=list)
     exclusions: Mapped[list[str]] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class IncidentState(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Incident(Base):
+    """One crisis episode: its signals, alerts, the 110 bridge and the outcome, with a
+    timeline (IncidentEvent). One open incident per call (`linkedid`); an incident without
+    a call (a voicemail keyword) has its message instead."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_state_deadline", "state", "deadline_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_code: Mapped[str] = mapped_column(String(32))
+    state: Mapped[IncidentState] = mapped_column(_enum(IncidentState),
+                                                 default=IncidentState.OPEN)
+    severity: Mapped[str] = mapped_column(String(16), default="critical")
+    # What raised it first: crisis_option, keyword, voicemail_keyword, marked_high_risk,
+    # police, deadline.
+    source: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    call_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    linkedid: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("voicemail_messages.id", ondelete="SET NULL"), default=None)
+    caller_number: Mapped[str | None] = mapped_column(String(64), default=None)
+    caller_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    call_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    counsellor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("counsellors.id", ondelete="SET NULL"), default=None)
+    counsellor_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    location: Mapped[str] = mapped_column(Text, default="")
+    opened_at: Mapped[datetime]
+    # Crisis intervention must start by then (routing/deadlines.py); when it did.
+    deadline_at: Mapped[datetime]
+    intervention_at: Mapped[datetime | None] = mapped_column(default=None)
+    warned_at: Mapped[datetime | None] = mapped_column(default=None)
+    escalated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The caller hung up before the crisis was handled: someone must call back.
+    callback_needed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The one-key police alert: who pressed, when, why; the conference and its recording.
+    police_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    police_requested_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    police_reason: Mapped[str] = mapped_column(Text, default="")
+    police_state: Mapped[str | None] = mapped_column(String(32), default=None)
+    conference: Mapped[str | None] = mapped_column(String(64), default=None)
+    recording_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    packet: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    outcome: Mapped[str] = mapped_column(Text, default="")
+
+    events: Mapped[list[IncidentEvent]] = relationship(
+        back_populates="incident", cascade="all, delete-orphan", order_by="IncidentEvent.id")
+
+
+class IncidentEvent(Base):
+    """A line of an incident's timeline: a signal, an alert, a duty call, the 110 leg, a
+    party leaving the conference, a note, a deadline."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"),
+                                             index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str | None] = mapped_column(String(200), default=None)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    incident: Mapped[Incident] = relationship(back_populates="events")
+
+
+class DutyOfficer(Base):
+    """A person the duty alert chain may ring: a name and a phone number (a mobile through
+    the carrier), optionally tied to a user of the admin web."""
+
+    __tablename__ = "duty_officers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    number: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"),
+                                                default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class DutyRosterEntry(Base):
+    """A stretch of duty. Entries covering an instant, ordered by `position` then start,
+    are the escalation order (routing/duty_chain.py)."""
+
+    __tablename__ = "duty_roster"
+    __table_args__ = (Index("ix_duty_roster_window", "starts_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    officer_id: Mapped[int] = mapped_column(ForeignKey("duty_officers.id", ondelete="CASCADE"),
+                                            index=True)
+    site_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    officer: Mapped[DutyOfficer] = relationship()
+
+
+class AlertDelivery(Base):
+    """One call of the duty chain to a duty phone for an alert (routing.duty_chain.Delivery)."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"),
+                                          index=True)
+    officer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("duty_officers.id", ondelete="SET NULL"), default=None)
+    number: Mapped[str] = mapped_column(String(32))
+    lap: Mapped[int] = mapped_column(Integer, default=1)
+    at: Mapped[datetime]
+    action_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # answered, acknowledged, no_answer, busy, failed
+    outcome: Mapped[str | None] = mapped_column(String(32), default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
