@@ -5,6 +5,9 @@ dialled number, and the node to resume at (after a self-help programme, else emp
 The rules come from memory (`RoutingTable`): no call waits on the database. This route
 only plays prompts and reads digits (short steps); the queue, the dial, the programme and
 every wait on a person run in the dialplan after it returns.
+
+A `listen` route (the night attendant) is offered only while the attendant can listen; the
+call is then registered with it under a fresh AudioSocket id the dialplan passes on.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -21,7 +24,7 @@ from hotline.calls.storage import CallJournal
 from hotline.clock import Clock
 from hotline.rules.published import RoutingTable, SiteRouting
 from routing.callers import display_name_from_sip, normalise_number
-from routing.menu import MenuWalk, Play, Route
+from routing.menu import MenuWalk, Play, Route, RouteKind
 from routing.variables import route_variables
 
 log = structlog.get_logger(__name__)
@@ -38,11 +41,24 @@ def decode_b64(value: str) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+class Attendant(Protocol):
+    """The night attendant as the IVR sees it (crisis/attendant.py)."""
+
+    @property
+    def available(self) -> bool: ...
+
+    def expect(self, *, channel: str, linkedid: str, call_id: str, site: str,
+               caller_number: str, hit_route: str, queue: str, priority: int,
+               node: str) -> str: ...
+
+
 class IvrRoute:
-    def __init__(self, *, journal: CallJournal, clock: Clock, routing: RoutingTable) -> None:
+    def __init__(self, *, journal: CallJournal, clock: Clock, routing: RoutingTable,
+                 attendant: Attendant | None = None) -> None:
         self._journal = journal
         self._clock = clock
         self._routing = routing
+        self._attendant = attendant
 
     async def __call__(self, channel: AgiChannel) -> None:
         args = [*channel.args, "", "", "", "", "", ""]
@@ -54,7 +70,8 @@ class IvrRoute:
         now = self._clock.now()
         caller = self._routing.caller(site, number, now)
         walk = MenuWalk(rules=site.rules, at=now, calendar=self._routing.state.calendar,
-                        staffed=self._routing.staffed(site.code, now), caller=caller)
+                        staffed=self._routing.staffed(site.code, now), caller=caller,
+                        listening=self._attendant is not None and self._attendant.available)
         call: dict[str, Any] = {
             "site_code": site.code, "caller_number": raw_number, "caller_kind": number.kind.value,
             "caller_name": display_name_from_sip(decode_b64(args[3])),
@@ -75,11 +92,27 @@ class IvrRoute:
                                  digits=_digits(walk) or None)
             return
         digits = _digits(walk)
+        call_id = self._journal.call_id(linkedid)
+        listen_id = ""
+        if route.kind is RouteKind.LISTEN and self._attendant is not None:
+            listen_id = self._attendant.expect(
+                channel=channel.headers.get("agi_channel", ""), linkedid=linkedid,
+                call_id=call_id, site=site.code, caller_number=raw_number,
+                hit_route=route.on_keyword, queue=route.queue, priority=route.priority,
+                node=route.node)
         # One round trip for every variable the dialplan reads (DESIGN §4), the same set
         # the classic AGI fallback writes.
-        await channel.set_variables(route_variables(
-            call_id=self._journal.call_id(linkedid), route=route, digits=walk.digits,
-            rules_version=site.version, sound=site.sound))
+        try:
+            await channel.set_variables(route_variables(
+                call_id=call_id, route=route, digits=walk.digits,
+                rules_version=site.version, sound=site.sound, listen_id=listen_id))
+        except AgiHangup:
+            # Gone during the last menu (GET DATA answers a hang-up as a failed prompt, so
+            # the walk ended): the steps are still the call's story.
+            self._journal.record(linkedid, self._clock.now(), event="ivr_hangup", source="agi",
+                                 data={"path": walk.path}, steps=steps, **call,
+                                 digits=digits or None)
+            return
         self._journal.record(
             linkedid, self._clock.now(), event="route", source="agi", steps=steps,
             data={"route": route.kind.value, "queue": route.queue, "priority": route.priority,

@@ -8,9 +8,10 @@ cancelled and awaited.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -28,6 +29,17 @@ from ami_listener.connection import AmiConnection
 from ami_listener.lockouts import LockoutRecorder
 from ami_listener.queue_members import QueueMemberSync
 from ami_listener.queue_view import QueueView
+from crisis import duty_http, monitoring_http, police_http
+from crisis import http as incidents_http
+from crisis.attendant import NightAttendant
+from crisis.call_signals import CrisisCalls
+from crisis.deadline_watchdog import DeadlineWatchdog
+from crisis.duty_calls import DutyCalls, chain_policy
+from crisis.incidents import Incidents, deadline_policy
+from crisis.monitoring import MonitorOutcomes
+from crisis.police import PoliceBridge
+from crisis.police_records import PoliceRecords
+from crisis.roster import DutyRoster
 from crisis.webhook import WebhookNotifier
 from hotline.alerts import http as alerts_http
 from hotline.alerts.services import Alerts, LogNotifier, RedisNotifier
@@ -55,11 +67,12 @@ from hotline.web import metrics as metrics_http
 from hotline.web import openapi as openapi_http
 from hotline.web.auth import bearer_auth, json_errors
 from hotline.web.keys import COMPONENTS, SESSIONS, SETTINGS
+from routing.keywords import KeywordList
 from routing.snapshot import RulesSnapshot
 from voicemail import http as voicemail_http
 from voicemail.dialer import CallbackDialer
 from voicemail.ingest import SpoolIngester
-from voicemail.processing import MessageProcessor
+from voicemail.processing import MessageProcessor, keyword_list
 from voicemail.queue_callbacks import QueueCallbacks
 from voicemail.services import Voicemail
 from voicemail.store import MessageStore
@@ -94,6 +107,16 @@ class Components:
     lockouts: LockoutRecorder
     voicemail: Voicemail
     messages: MessageParts
+    # Incidents: crisis signals, timelines, deadlines (crisis/).
+    incidents: Incidents
+    crisis_calls: CrisisCalls
+    deadline_watchdog: DeadlineWatchdog
+    # The duty roster, and the duty officer's phone rung for crisis alerts.
+    duty_roster: DutyRoster
+    duty_calls: DutyCalls
+    police: PoliceBridge
+    # The night attendant: live crisis keywords in a listening caller's speech.
+    attendant: NightAttendant
 
 
 @dataclass
@@ -168,6 +191,8 @@ def build_components(settings: Settings) -> Components:
     )
     tracker = CallTracker(journal=journal, clock=clock, live=live, directory=roster)
     tracker.subscribe(ami)
+    # Whether a supervisor's monitoring phone answered: an event of the monitored call.
+    MonitorOutcomes(sessions=sessions, journal=journal, clock=clock).subscribe(ami)
     alert_channel = RedisNotifier(url=settings.redis.url, prefix=settings.redis.key_prefix,
                                   timeout=settings.redis.timeout_seconds)
     # The signed duty webhook (an SMS gateway, a chat bot); the duty officer's phone joins
@@ -205,7 +230,15 @@ def build_components(settings: Settings) -> Components:
                             header_timeout=settings.agi.header_timeout_seconds,
                             command_timeout=settings.agi.command_timeout_seconds,
                             metrics=agi_metrics)
-    fastagi.add_route("ivr", IvrRoute(journal=journal, clock=clock, routing=routing))
+
+    async def attendant_signal(**signal: Any) -> object:
+        return await incidents.signal(**signal)  # defined below; called only once running
+
+    attendant = build_attendant(settings, sessions=sessions, clock=clock, ami=ami,
+                                journal=journal, agi_metrics=agi_metrics,
+                                crisis_signal=attendant_signal)
+    fastagi.add_route("ivr", IvrRoute(journal=journal, clock=clock, routing=routing,
+                                      attendant=attendant))
     fastagi.add_route("survey", SurveyRoute(journal=journal, clock=clock, routing=routing))
     fastagi.add_route("seat", SeatRoute(staffing=staffing, roster=roster))
     fastagi.add_route("queue-callback", QueueCallbackRoute(
@@ -215,9 +248,33 @@ def build_components(settings: Settings) -> Components:
     message_store = MessageStore(
         root=settings.voicemail.store_dir or settings.var_dir / "voicemail")
     voicemail = Voicemail(sessions=sessions, clock=clock, store=message_store)
+    incidents = Incidents(sessions=sessions, clock=clock, alerts=alerts,
+                          policy=deadline_policy(settings.crisis),
+                          default_site=settings.demo.site_code)
+    # The crisis route opens an incident, off the call path: after the journal wrote it.
+    crisis_calls = CrisisCalls(incidents=incidents, sessions=sessions,
+                               default_site=settings.demo.site_code)
+    journal.on_route.append(crisis_calls.on_route)
+    deadline_watchdog = DeadlineWatchdog(sessions=sessions, clock=clock, alerts=alerts,
+                                         incidents=incidents,
+                                         interval_seconds=settings.crisis.tick_seconds)
     messages = build_message_parts(settings, sessions=sessions, clock=clock, ami=ami,
                                    store=message_store, view=queue_view, roster=roster,
-                                   routing=routing, alerts=alerts)
+                                   routing=routing, alerts=alerts, incidents=incidents)
+    duty_roster = DutyRoster(sessions=sessions, clock=clock)
+    # The duty phone rings for every open crisis alert, over the dialler's Originate-only
+    # AMI user; what happened on the call arrives as events on the reading connection.
+    duty_calls = DutyCalls(sessions=sessions, clock=clock, ami=messages.dialer_ami,
+                           roster=duty_roster, alerts=alerts,
+                           policy=chain_policy(settings.crisis),
+                           default_site=settings.demo.site_code,
+                           tick_seconds=settings.crisis.tick_seconds,
+                           ring_seconds=settings.crisis.duty_ring_seconds, timeline=incidents)
+    duty_calls.subscribe(ami)
+    alerts.notifiers.append(duty_calls)  # a new crisis alert rings at once
+    police = build_police(settings, sessions=sessions, clock=clock, ami=ami,
+                          dialer=messages.dialer_ami, incidents=incidents, alerts=alerts,
+                          webhook=webhook, duty_roster=duty_roster)
     return Components(engine=engine, journal=journal, live=live, ami=ami, fastagi=fastagi,
                       tracker=tracker, roster=roster, staffing=staffing, queue_view=queue_view,
                       member_sync=member_sync, live_staffing=live_staffing, alerts=alerts,
@@ -225,18 +282,68 @@ def build_components(settings: Settings) -> Components:
                       sessions=sessions,
                       clock=clock, routing=routing,
                       rules=rules, rules_bus=rules_bus, agi_metrics=agi_metrics,
-                      lockouts=lockouts, voicemail=voicemail, messages=messages)
+                      lockouts=lockouts, voicemail=voicemail, messages=messages,
+                      incidents=incidents, crisis_calls=crisis_calls,
+                      deadline_watchdog=deadline_watchdog, duty_roster=duty_roster,
+                      duty_calls=duty_calls, police=police, attendant=attendant)
+
+
+def build_attendant(settings: Settings, *, sessions: async_sessionmaker[AsyncSession],
+                    clock: Clock, ami: AmiConnection, journal: CallJournal,
+                    agi_metrics: AgiMetrics,
+                    crisis_signal: Callable[..., Awaitable[object]]) -> NightAttendant:
+    """The night attendant's AudioSocket server; its model is the voicemail one unless set."""
+
+    async def keywords() -> KeywordList:
+        async with sessions() as session:
+            return await keyword_list(session)
+
+    crisis = settings.crisis
+    return NightAttendant(
+        host=crisis.attendant_host, port=crisis.attendant_port,
+        model_dir=crisis.attendant_model_dir or settings.voicemail.model_dir, ami=ami,
+        journal=journal, clock=clock, keywords=keywords, crisis_signal=crisis_signal,
+        listen_seconds=crisis.attendant_listen_seconds, threads=crisis.attendant_threads,
+        enabled=crisis.attendant_enabled, registry=agi_metrics.registry,
+        inject_text=crisis.attendant_inject_text,
+        inject_after_seconds=crisis.attendant_inject_after_seconds)
+
+
+def build_police(settings: Settings, *, sessions: async_sessionmaker[AsyncSession],
+                 clock: Clock, ami: AmiConnection, dialer: AmiConnection,
+                 incidents: Incidents, alerts: Alerts, webhook: WebhookNotifier,
+                 duty_roster: DutyRoster) -> PoliceBridge:
+    """The one-key police alert: moves calls over the backend's AMI user (Redirect), calls a
+    supervisor in over the dialler's (Originate only)."""
+
+    async def supervisor_number() -> str:
+        # The configured supervisor's phone, else the first person on the duty roster now.
+        if settings.crisis.supervisor_number:
+            return settings.crisis.supervisor_number
+        on_duty = await duty_roster.on_duty()
+        return on_duty[0].number if on_duty else ""
+
+    records = PoliceRecords(sessions=sessions, clock=clock, incidents=incidents, alerts=alerts,
+                            webhook=webhook, default_site=settings.demo.site_code)
+    police = PoliceBridge(ami=ami, dialer=dialer, incidents=records, clock=clock,
+                          recording_dir=settings.crisis.recording_dir,
+                          supervisor_number=supervisor_number,
+                          ring_seconds=settings.crisis.duty_ring_seconds)
+    police.subscribe(ami)
+    return police
 
 
 def build_message_parts(settings: Settings, *, sessions: async_sessionmaker[AsyncSession],
                         clock: Clock, ami: AmiConnection, store: MessageStore, view: QueueView,
-                        roster: Roster, routing: RoutingTable, alerts: Alerts) -> MessageParts:
+                        roster: Roster, routing: RoutingTable, alerts: Alerts,
+                        incidents: Incidents | None = None) -> MessageParts:
     node = settings.asterisk.node_name
     transcriber = Transcriber(model_dir=settings.voicemail.model_dir,
                               workers=settings.voicemail.workers)
     processor = MessageProcessor(sessions=sessions, clock=clock, store=store,
                                  transcriber=transcriber, routing=routing, alerts=alerts,
                                  node=node,
+                                 crisis_signal=incidents.signal if incidents else None,
                                  # every worker busy, and one more message being encoded
                                  concurrency=settings.voicemail.workers + 1)
     ingester = SpoolIngester(sessions=sessions, clock=clock, store=store,
@@ -315,13 +422,28 @@ def create_app(settings: Settings) -> web.Application:
         await parts.processor.close()
         await parts.transcriber.close()
 
+    async def dialer_link(_app: web.Application) -> AsyncIterator[None]:
+        # The Originate-only AMI user: callbacks, and supervisors' monitoring
+        # (crisis/monitoring.py) with or without callbacks.
+        await components.messages.dialer_ami.start()
+        yield
+        await components.messages.dialer_ami.close()
+
     async def dialer(_app: web.Application) -> AsyncIterator[None]:
         parts = components.messages
-        await parts.dialer_ami.start()
         await parts.dialer.start()
         yield
         await parts.dialer.close()
-        await parts.dialer_ami.close()
+
+    async def duty_chain(_app: web.Application) -> AsyncIterator[None]:
+        await components.duty_calls.start()
+        yield
+        await components.duty_calls.close()
+
+    async def attendant(_app: web.Application) -> AsyncIterator[None]:
+        await components.attendant.start()
+        yield
+        await components.attendant.close()
 
     async def fastagi(_app: web.Application) -> AsyncIterator[None]:
         await components.fastagi.start()
@@ -329,11 +451,21 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await components.fastagi.close()
 
+    async def incidents(_app: web.Application) -> AsyncIterator[None]:
+        await components.crisis_calls.start()
+        await components.deadline_watchdog.start()
+        yield
+        await components.deadline_watchdog.close()
+        await components.crisis_calls.close()
+        await components.police.close()
+
     app.cleanup_ctx.extend([database, redis, webhook, voicemail])
+    app.cleanup_ctx.append(incidents)
     if settings.ami.enabled:
-        app.cleanup_ctx.append(ami)
+        app.cleanup_ctx.extend([ami, dialer_link, duty_chain])
         if settings.voicemail.dial_callbacks:
             app.cleanup_ctx.append(dialer)
+    app.cleanup_ctx.append(attendant)
     if settings.agi.enabled:
         app.cleanup_ctx.append(fastagi)
     calls_http.add_routes(app)
@@ -345,6 +477,10 @@ def create_app(settings: Settings) -> web.Application:
     stats_http.add_routes(app)
     prompts_http.add_routes(app)
     voicemail_http.add_routes(app)
+    incidents_http.add_routes(app)
+    monitoring_http.add_routes(app)
+    police_http.add_routes(app)
+    duty_http.add_routes(app)
     health_http.add_routes(app)
     metrics_http.add_routes(app, components.agi_metrics)
     openapi_http.add_routes(app)

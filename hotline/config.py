@@ -300,6 +300,8 @@ class CrisisSettings(BaseModel):
     police_retry_seconds: float = 3.0
     # The counsellor's in-call feature code for the police alert (features applicationmap).
     police_feature_code: str = "*0"
+    # The counsellor's in-call feature code that marks the call high-risk (an incident).
+    high_risk_feature_code: str = "*8"
     # Who is rung into the conference when the counsellor's leg drops (a supervisor's
     # number through the carrier; empty: the first person on the duty roster).
     supervisor_number: str = ""
@@ -307,6 +309,35 @@ class CrisisSettings(BaseModel):
     # the same directory as this process reaches it (empty: the sandbox's).
     recording_dir: str = "/var/spool/asterisk/monitor/hotline"
     recording_local_dir: Path | None = None
+    # The night attendant (crisis/attendant.py): Asterisk streams a listening caller's audio
+    # over AudioSocket to this address (loopback: the protocol has no authentication) and a
+    # vosk recognizer listens for crisis keywords. Its model: `attendant_model_dir`, else the
+    # voicemail model; none (or `attendant_enabled` off): the attendant offers crisis by key.
+    attendant_enabled: bool = True
+    attendant_host: str = "127.0.0.1"
+    attendant_port: int = 4575
+    attendant_model_dir: Path | None = None
+    # The longest a caller is listened to before returning to the menu; recognizer threads.
+    attendant_listen_seconds: float = 30.0
+    attendant_threads: int = 2
+    # Tests only: this text is added to the recognizer's output once the call has streamed
+    # `attendant_inject_after_seconds` of audio (a Chinese keyword a Korean model never says).
+    attendant_inject_text: str = ""
+    attendant_inject_after_seconds: float = 3.0
+
+    @field_validator("police_feature_code", "high_risk_feature_code")
+    @classmethod
+    def _feature_code(cls, value: str) -> str:
+        if not value or len(value) > 8 or any(c not in "0123456789*#" for c in value):
+            raise ValueError("a feature code is 1 to 8 of 0-9 * #")
+        return value
+
+    @field_validator("police_number", "supervisor_number")
+    @classmethod
+    def _number(cls, value: str) -> str:
+        if value and not all(c in "0123456789+" for c in value):
+            raise ValueError("a phone number is digits with an optional +")
+        return value
 
 
 class DemoSettings(BaseModel):

@@ -13,6 +13,8 @@ from hotline.audit import Actor
 from hotline.db.models import (
     AuditEntry,
     Counsellor,
+    DutyOfficer,
+    DutyRosterEntry,
     OnCallNumber,
     Queue,
     QueueKind,
@@ -44,6 +46,10 @@ DEMO_TRANSFER_TARGETS = (
     ("2", "法律援助律师", "13800000003"),
 )
 DEMO_ONCALL = (("13800000001", "值班主任手机"), ("13800000002", "备用值班手机"))
+# The duty officer the duty alert chain rings, on duty around the clock (a year from the
+# seeding); after anyone an admin puts on the roster with the default position 0.
+DEMO_DUTY_OFFICER = ("值班主任（演示）", "13800000010")
+DEMO_DUTY_POSITION = 100
 DEMO_ADMIN = "admin"
 # The demo admin's password is generated once under this name into var/secrets.toml.
 DEMO_ADMIN_SECRET = "admin_password"
@@ -85,6 +91,7 @@ async def seed_demo(session: AsyncSession, *, site_code: str, now: datetime,
     for kind, name, label in DEMO_QUEUES:
         if kind not in existing_queues:
             site.queues.append(Queue(name=name, kind=kind, label=label))
+    await _seed_duty_roster(session, site_code=site_code, now=now)
     seeded = []
     for username, name, tier, seat, skills in DEMO_COUNSELLORS:
         counsellor = await session.scalar(
@@ -111,6 +118,23 @@ async def seed_demo(session: AsyncSession, *, site_code: str, now: datetime,
                            after={"counsellors": [c.username for c in seeded]}))
     await session.commit()
     return seeded
+
+
+async def _seed_duty_roster(session: AsyncSession, *, site_code: str, now: datetime) -> None:
+    name, number = DEMO_DUTY_OFFICER
+    officer = await session.scalar(select(DutyOfficer).where(
+        DutyOfficer.name == name, DutyOfficer.number == number))
+    if officer is None:
+        officer = DutyOfficer(name=name, number=number)
+        session.add(officer)
+        await session.flush()
+    if await session.scalar(select(DutyRosterEntry.id).where(
+            DutyRosterEntry.officer_id == officer.id, DutyRosterEntry.starts_at <= now,
+            DutyRosterEntry.ends_at > now)) is None:
+        start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        session.add(DutyRosterEntry(officer_id=officer.id, site_code=site_code,
+                                    starts_at=start, ends_at=start + timedelta(days=365),
+                                    position=DEMO_DUTY_POSITION))
 
 
 async def seed_admin(people: People, *, password: str) -> bool:

@@ -4,7 +4,10 @@ Open hours: a welcome, then the main menu — 1 psychological counselling, 2 leg
 3 "I am in danger" (crisis, top priority), 0 or nothing → a human.
 Outside them: the night attendant — 1 self-help programmes (exam stress, sleep,
 breathing, each returning to the menu), 2 leave a message for a next-day callback,
-3 the crisis route; a caller who presses nothing still reaches a human (crisis duty).
+3 the crisis route, 4 tell us what is happening: the attendant listens, and a crisis
+keyword moves the caller to the crisis route at once (back to the menu otherwise; where
+no speech model listens, a menu offering the crisis route by key); a caller who presses
+nothing still reaches a human (crisis duty).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from routing.rules import (
     CrisisNode,
     Hours,
     Interval,
+    ListenNode,
     MenuNode,
     OffHours,
     PlayNode,
@@ -44,8 +48,13 @@ def default_rules(*, crisis_queue: str = "crisis", psych_queue: str = "psych",
             "crisis": CrisisNode(queue=crisis_queue, label="危机干预"),
             "night": PlayNode(prompt="hotline/closed", next="night-menu"),
             "night-menu": MenuNode(prompt="hotline/night-menu", options={
-                "1": "selfhelp-menu", "2": "voicemail", "3": "crisis",
+                "1": "selfhelp-menu", "2": "voicemail", "3": "crisis", "4": "night-listen",
             }, no_input="crisis", invalid="crisis", label="夜间服务"),
+            "night-listen": ListenNode(next="night-menu", crisis="crisis",
+                                       unavailable="night-listen-off", label="说说发生了什么"),
+            "night-listen-off": MenuNode(prompt="hotline/attendant-unavailable", options={
+                "3": "crisis", "9": "night-menu",
+            }, no_input="crisis", invalid="crisis", label="夜间服务（无法收听）"),
             "selfhelp-menu": MenuNode(prompt="hotline/selfhelp-menu", options={
                 "1": "selfhelp-exam", "2": "selfhelp-sleep", "3": "selfhelp-breathing",
                 "9": "night-menu",

@@ -28,6 +28,7 @@ from routing.rules import (
     DateOverride,
     ForwardNode,
     HoursNode,
+    ListenNode,
     MenuNode,
     PlayNode,
     QueueNode,
@@ -46,6 +47,8 @@ class RouteKind(StrEnum):
     VOICEMAIL = "voicemail"
     FORWARD = "forward"
     SELFHELP = "selfhelp"
+    # The night attendant listens for crisis keywords (crisis/attendant.py).
+    LISTEN = "listen"
     FALLBACK = "fallback"
 
 
@@ -56,6 +59,8 @@ class Reason(StrEnum):
     DIRECT = "direct"
     FLAGGED_HIGH_RISK = "flagged_high_risk"
     STEP_LIMIT = "step_limit"
+    # The night attendant heard a crisis keyword.
+    KEYWORD = "keyword"
 
 
 @dataclass(frozen=True)
@@ -82,8 +87,12 @@ class Route:
     number: str = ""
     prompt: str = ""
     ring_seconds: int = 0
-    # Self-help: the node the caller returns to after the programme.
+    # Self-help: the node the caller returns to after the programme; listen: after listening.
     resume: str = ""
+    # Listen: the route a crisis keyword takes (crisis or oncall; `queue` and `priority` are
+    # the crisis queue's), and the node for when the listening fails (the backend is gone).
+    on_keyword: str = ""
+    on_failure: str = ""
 
 
 Action = Play | Collect | Route
@@ -104,6 +113,9 @@ class MenuWalk:
     staffed: Callable[[str], bool] = lambda _queue: True
     caller: CallerContext = CallerContext()
     max_steps: int = MAX_STEPS
+    # Whether the night attendant can listen (a speech model is loaded and its server runs);
+    # off, a listen node leads to its `unavailable` node. The classic fallback never listens.
+    listening: bool = False
 
     path: list[str] = field(default_factory=list)
     digits: list[str | None] = field(default_factory=list)
@@ -203,7 +215,7 @@ class MenuWalk:
                     return self._collect(node)
                 case PlayNode():
                     self._after_play = node.next
-                    following = self.rules.nodes.get(node.next)
+                    following = self.rules.nodes.get(self._past_listen(node.next))
                     escape = ALL_DIGITS if isinstance(following, MenuNode) else ""
                     return Play(node.prompt, escape)
                 case HoursNode():
@@ -224,6 +236,27 @@ class MenuWalk:
                 case SelfHelpNode():
                     return Route(RouteKind.SELFHELP, node_id, self._reason,
                                  prompt=node.programme, resume=node.next)
+                case ListenNode():
+                    if not self.listening:
+                        node_id = node.unavailable
+                        continue
+                    return self._listen(node_id, node)
+
+    def _past_listen(self, node_id: str) -> str:
+        """The node a caller entering `node_id` meets: a listen node nobody can do is its
+        `unavailable` node (one step; enough to tell whether a menu follows a prompt)."""
+        node = self.rules.nodes.get(node_id)
+        if isinstance(node, ListenNode) and not self.listening:
+            return node.unavailable
+        return node_id
+
+    def _listen(self, node_id: str, node: ListenNode) -> Route:
+        crisis = self.rules.nodes.get(node.crisis)
+        queue = crisis.queue if isinstance(crisis, CrisisNode) else _crisis_queue(self.rules)
+        hit = self._crisis(node.crisis, queue, Reason.KEYWORD)
+        return Route(RouteKind.LISTEN, node_id, self._reason, queue=queue,
+                     priority=self.rules.crisis_priority, prompt=node.prompt,
+                     resume=node.next, on_keyword=hit.kind.value, on_failure=node.unavailable)
 
     def _collect(self, menu: MenuNode) -> Collect:
         return Collect(menu.prompt, menu.timeout_seconds * 1000, self._menu_id)

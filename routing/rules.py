@@ -16,6 +16,10 @@ Node kinds:
 - `voicemail`: leave a message (next-day callback).
 - `forward`: dial an external number (e.g. a provincial 24-hour line).
 - `selfhelp`: a self-help audio programme, after which the caller returns to a menu.
+- `listen`: the night attendant asks the caller to say what is happening and listens
+  (speech to the backend's recognizer); a crisis keyword leads to `crisis`, otherwise the
+  caller returns to the menu `next`. Where nothing can listen (no speech model, the classic
+  AGI fallback) the caller goes to `unavailable` instead: a menu offering crisis by key.
 """
 
 from __future__ import annotations
@@ -212,11 +216,25 @@ class SelfHelpNode(Frozen):
     label: str = Field(default="", max_length=200)
 
 
+class ListenNode(Frozen):
+    type: Literal["listen"] = "listen"
+    prompt: PromptName = "hotline/attendant-listen"
+    # After listening without a crisis keyword: back to a menu.
+    next: NodeId
+    # Where a crisis keyword leads (a crisis node).
+    crisis: NodeId
+    # Where the caller goes when nothing can listen: a menu that offers crisis by key.
+    unavailable: NodeId
+    label: str = Field(default="", max_length=200)
+
+
 Node = Annotated[
     MenuNode | PlayNode | HoursNode | QueueNode | CrisisNode | VoicemailNode | ForwardNode
-    | SelfHelpNode,
+    | SelfHelpNode | ListenNode,
     Field(discriminator="type"),
 ]
+AnyNode = (MenuNode | PlayNode | HoursNode | QueueNode | CrisisNode | VoicemailNode
+           | ForwardNode | SelfHelpNode | ListenNode)
 TERMINAL_TYPES = frozenset({"queue", "crisis", "voicemail", "forward"})
 
 
@@ -265,8 +283,7 @@ class RuleSet(Frozen):
         return value
 
 
-def node_targets(node: MenuNode | PlayNode | HoursNode | QueueNode | CrisisNode
-                 | VoicemailNode | ForwardNode | SelfHelpNode) -> dict[str, str]:
+def node_targets(node: AnyNode) -> dict[str, str]:
     """Every edge out of a node, labelled ("option 1", "no_input", "next", ...)."""
     match node:
         case MenuNode():
@@ -277,6 +294,8 @@ def node_targets(node: MenuNode | PlayNode | HoursNode | QueueNode | CrisisNode
             return edges
         case PlayNode() | SelfHelpNode():
             return {"next": node.next}
+        case ListenNode():
+            return {"next": node.next, "crisis": node.crisis, "unavailable": node.unavailable}
         case HoursNode():
             return {"open": node.open, "closed": node.closed}
         case QueueNode():
@@ -285,8 +304,7 @@ def node_targets(node: MenuNode | PlayNode | HoursNode | QueueNode | CrisisNode
             return {}
 
 
-def default_edges(node: MenuNode | PlayNode | HoursNode | QueueNode | CrisisNode
-                  | VoicemailNode | ForwardNode | SelfHelpNode) -> list[str]:
+def default_edges(node: AnyNode) -> list[str]:
     """Where a caller who presses nothing can go from this node."""
     match node:
         case MenuNode():
@@ -295,12 +313,11 @@ def default_edges(node: MenuNode | PlayNode | HoursNode | QueueNode | CrisisNode
             return [t for label, t in node_targets(node).items() if not label.startswith("option")]
 
 
-def node_prompts(node: MenuNode | PlayNode | HoursNode | QueueNode | CrisisNode
-                 | VoicemailNode | ForwardNode | SelfHelpNode) -> list[str]:
+def node_prompts(node: AnyNode) -> list[str]:
     match node:
         case MenuNode():
             return [node.prompt, node.invalid_prompt]
-        case PlayNode() | VoicemailNode() | ForwardNode():
+        case PlayNode() | VoicemailNode() | ForwardNode() | ListenNode():
             return [node.prompt]
         case SelfHelpNode():
             return [node.programme]

@@ -6,6 +6,9 @@ an empty list means the rule set may be published. What is checked:
 - every path from an entry ends at a human (queue, crisis), a voicemail or a forward:
   a caller who presses nothing can never go round a loop (the "no input" edges form no
   cycle), and a self-help programme returns to a menu;
+- the night attendant's listen node: a keyword leads to a crisis node, listening ends in a
+  menu, and where nothing can listen the caller gets a menu or the crisis route (the walks
+  below are those of a call nobody listens to: the crisis option by key);
 - the crisis option is offered by the first menu at every hour (open, closed, on public
   holidays, make-up workdays and each date override), for abusive callers too;
 - the off-hours mode matches what a silent caller gets outside service hours.
@@ -22,6 +25,7 @@ from routing.menu import CallerContext, Collect, MenuWalk, RouteKind, hours_stat
 from routing.rules import (
     ALL_DIGITS,
     CrisisNode,
+    ListenNode,
     MenuNode,
     QueueNode,
     RuleSet,
@@ -64,6 +68,7 @@ def validate(rules: RuleSet, catalogue: Catalogue) -> list[Problem]:
     if problems:
         return problems
     problems += _selfhelp_returns(rules)
+    problems += _listen_targets(rules)
     every_hour = moments(rules)
     problems += _crisis_everywhere(rules, every_hour)
     problems += _off_hours_mode(rules, every_hour)
@@ -147,6 +152,24 @@ def _selfhelp_returns(rules: RuleSet) -> list[Problem]:
             for node_id, node in rules.nodes.items()
             if isinstance(node, SelfHelpNode)
             and not isinstance(rules.nodes[node.next], MenuNode)]
+
+
+def _listen_targets(rules: RuleSet) -> list[Problem]:
+    problems = []
+    for node_id, node in rules.nodes.items():
+        if not isinstance(node, ListenNode):
+            continue
+        if not isinstance(rules.nodes[node.crisis], CrisisNode):
+            problems.append(Problem(node_id, f"a crisis keyword must lead to a crisis node, "
+                                             f"not to {node.crisis!r}"))
+        if not isinstance(rules.nodes[node.next], MenuNode):
+            problems.append(Problem(node_id, f"after listening the caller must return to a "
+                                             f"menu, not to {node.next!r}"))
+        if not isinstance(rules.nodes[node.unavailable], MenuNode | CrisisNode):
+            problems.append(Problem(node_id, "when nothing can listen the caller must get a "
+                                             "menu offering the crisis option or the crisis "
+                                             f"route, not {node.unavailable!r}"))
+    return problems
 
 
 # -- every hour -------------------------------------------------------------------------

@@ -24,16 +24,20 @@ VARIABLE_NAMES = (
     "HOTLINE_DIGITS",
     "HOTLINE_RULES_VERSION",
     "HOTLINE_VIA",
+    "HOTLINE_LISTEN_ID",
+    "HOTLINE_LISTEN_HIT",
+    "HOTLINE_LISTEN_FAILED",
     "HOTLINE_ROUTE",
 )
 
 
 def route_variables(*, call_id: str, route: Route, digits: Sequence[str | None],
                     rules_version: int, sound: Callable[[str], str],
-                    via: str = "") -> dict[str, str]:
+                    via: str = "", listen_id: str = "") -> dict[str, str]:
     """Name → value, `HOTLINE_ROUTE` last. `sound` maps a prompt name to the Asterisk sound
     played (pinned versions); `digits` are the caller's answers (None: nothing pressed);
-    `via` names the path that decided (`classic` for the fallback; left out when empty)."""
+    `via` names the path that decided (`classic` for the fallback; left out when empty);
+    `listen_id` is the night attendant's AudioSocket id for a listen route."""
     values = {
         "HOTLINE_CALL_ID": call_id,
         "HOTLINE_QUEUE": route.queue,
@@ -49,5 +53,8 @@ def route_variables(*, call_id: str, route: Route, digits: Sequence[str | None],
     }
     if via:
         values["HOTLINE_VIA"] = via
+    values["HOTLINE_LISTEN_ID"] = listen_id
+    values["HOTLINE_LISTEN_HIT"] = route.on_keyword
+    values["HOTLINE_LISTEN_FAILED"] = route.on_failure
     values["HOTLINE_ROUTE"] = route.kind.value
     return values

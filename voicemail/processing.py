@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,10 @@ from voicemail.transcription import Transcriber, Transcript, untranscribed
 
 log = structlog.get_logger(__name__)
 
+# Opens (or adds to) the message's crisis incident, which raises the one crisis alert:
+# crisis/incidents.py `Incidents.signal`, called with keyword arguments.
+CrisisSignal = Callable[..., Awaitable[object]]
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -52,8 +57,10 @@ class MessageProcessor:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
                  store: MessageStore, transcriber: Transcriber, routing: RoutingTable,
                  alerts: Alerts, node: str, claim_seconds: float = 900.0,
-                 sweep_seconds: float = 30.0, concurrency: int = 2) -> None:
+                 sweep_seconds: float = 30.0, concurrency: int = 2,
+                 crisis_signal: CrisisSignal | None = None) -> None:
         self._sessions = sessions
+        self._crisis_signal = crisis_signal
         self._clock = clock
         self._store = store
         self._transcriber = transcriber
@@ -269,6 +276,14 @@ class MessageProcessor:
 
     async def _raise_crisis_alert(self, view: dict[str, Any]) -> None:
         terms = "、".join(sorted({hit["canonical"] for hit in view["hits"]}))
+        if self._crisis_signal is not None:
+            # The incident raises the alert: one alert per crisis, not one here as well.
+            await self._crisis_signal(
+                source="voicemail_keyword", site=view["site"],
+                summary=f"留言含危机关键词（{terms}）", message_id=view["message"],
+                call_id=view["call_id"], caller_number=view["number"],
+                details={"hits": view["hits"]})
+            return
         await self._alerts.raise_alert(
             key=f"voicemail:{view['message']}", kind="crisis_keyword", site=view["site"],
             severity="critical",
@@ -289,5 +304,6 @@ async def keyword_list(session: AsyncSession) -> KeywordList:
 
 def _summary(message: VoicemailMessage) -> dict[str, Any]:
     return {"message": message.id, "site": message.site_code, "number": message.caller_number,
+            "call_id": message.call_id,
             "audio": str(message.audio), "transcription": str(message.transcription),
             "urgent": message.urgent, "hits": list(message.keyword_hits)}

@@ -7,7 +7,7 @@ the crisis capability (crisis/), through the same `DutyNotifier` hook.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -39,12 +39,13 @@ class AlertView:
     acknowledged_by: str | None
     acknowledged_at: datetime | None
     resolved_at: datetime | None
+    incident_id: int | None = None  # a crisis alert's incident (crisis/incidents.py)
 
     @classmethod
     def of(cls, row: Alert) -> AlertView:
         return cls(row.id, row.key, row.kind, row.site_code, row.severity, row.summary,
                    dict(row.details or {}), row.state.value, row.raised_at, row.last_seen_at,
-                   row.acknowledged_by, row.acknowledged_at, row.resolved_at)
+                   row.acknowledged_by, row.acknowledged_at, row.resolved_at, row.incident_id)
 
     def as_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -85,16 +86,21 @@ class AlertNotFound(Exception):
     pass
 
 
+# Called after a person acknowledged an alert (the incidents' timeline listens).
+AcknowledgedHook = Callable[[AlertView, Actor], Awaitable[None]]
+
+
 class Alerts:
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], clock: Clock,
                  notifiers: Sequence[DutyNotifier] = ()) -> None:
         self._sessions = sessions
         self._clock = clock
         self.notifiers = list(notifiers)
+        self.on_acknowledged: list[AcknowledgedHook] = []
 
     async def raise_alert(self, *, key: str, kind: str, summary: str, site: str | None = None,
-                          severity: str = "warning",
-                          details: dict[str, Any] | None = None) -> tuple[AlertView, bool]:
+                          severity: str = "warning", details: dict[str, Any] | None = None,
+                          incident_id: int | None = None) -> tuple[AlertView, bool]:
         """Open an alert for `key`, or update the one already open. True when new."""
         now = self._clock.now()
         async with self._sessions() as session:
@@ -104,7 +110,7 @@ class Alerts:
             if row is None:
                 row = Alert(key=key, kind=kind, site_code=site, severity=severity,
                             summary=summary, details=details or {}, state=AlertState.OPEN,
-                            raised_at=now, last_seen_at=now)
+                            raised_at=now, last_seen_at=now, incident_id=incident_id)
                 session.add(row)
             else:
                 row.summary, row.details, row.last_seen_at = summary, details or {}, now
@@ -140,13 +146,21 @@ class Alerts:
             row = await session.get(Alert, alert_id)
             if row is None:
                 raise AlertNotFound(f"no alert {alert_id}")
-            if row.state == AlertState.OPEN:
+            changed = row.state == AlertState.OPEN
+            if changed:
                 row.state = AlertState.ACKNOWLEDGED
                 row.acknowledged_by, row.acknowledged_at = actor.username, now
                 record_audit(session, actor=actor, at=now, action="alert.acknowledge",
                              target=f"alert:{alert_id}", after={"key": row.key})
             await session.commit()
-            return AlertView.of(row)
+            view = AlertView.of(row)
+        if changed:
+            for hook in self.on_acknowledged:
+                try:
+                    await hook(view, actor)
+                except Exception:  # the acknowledgement stands; a listener's failure is logged
+                    log.exception("alert acknowledgement listener failed", alert=alert_id)
+        return view
 
     async def open_keys(self, kinds: Sequence[str]) -> set[str]:
         async with self._sessions() as session:

@@ -62,7 +62,14 @@ SERVICE_PROMPTS: dict[str, str] = {
     ),
     "night-menu": (
         "收听自助放松节目，请按1；给我们留言，请按2，我们第二天会给你回电话；"
-        "如果你现在有危险，或者想伤害自己，请按3，值班老师马上接听。"
+        "如果你现在有危险，或者想伤害自己，请按3，值班老师马上接听；"
+        "想跟我们说说发生了什么，请按4。"
+    ),
+    # The night attendant listens (crisis/attendant.py), and where it cannot.
+    "attendant-listen": "请说说发生了什么，我们在听。",
+    "attendant-unavailable": (
+        "现在没有办法听你说。如果你现在有危险，或者想伤害自己，请按3，值班老师马上接听；"
+        "返回上一级请按9。"
     ),
     "selfhelp-menu": (
         "考试压力请按1；睡不好觉请按2；跟着做呼吸放松练习请按3；返回上一级请按9。"
@@ -131,6 +138,21 @@ SERVICE_PROMPTS: dict[str, str] = {
         "咨询老师都在通话中。如果不想继续等待，可以按1，我们会按你现在的排队顺序给你回电话。"
     ),
     "queue-callback-confirmed": "好的，我们会按你的排队顺序尽快给你回电话，请留意来电。再见。",
+    # The duty alert chain: what the duty officer's phone says (the caller's number is said
+    # digit by digit between duty-alert-caller and duty-alert-ack).
+    "duty-alert": "这里是12355青少年服务热线危机警报。",
+    "duty-alert-caller": "来电号码：",
+    "duty-alert-ack": "确认请按1。",
+    "duty-alert-acked": "已确认，请立即处理。",
+    # The one-key police alert. The 110 desk alone hears the announcement, before it joins.
+    "police-announce": (
+        "这里是12355青少年服务台紧急报警。一名来电者可能有生命危险，咨询员仍在线上。"
+        "来电号码是："
+    ),
+    "police-announce-end": "现在为您接通来电者和咨询员。",
+    # What the conference hears when the 110 leg is busy or fails.
+    "police-retrying": "110线路忙，正在重新拨打，请不要挂机。",
+    "police-failed": "110没有接通，值班人员已收到警报。请继续陪伴来电者，或自行拨打110。",
 }
 
 #: Every hotline prompt by its short name (the file is ``hotline/<name>.wav``).
@@ -139,6 +161,16 @@ HOTLINE_PROMPTS: dict[str, str] = {**PROMPTS, **SERVICE_PROMPTS}
 #: The same prompts in English (espeak-ng's ``en`` voice), so an English channel hears them too.
 HOTLINE_PROMPTS_EN: dict[str, str] = {
     "welcome": "Hello, this is the 12355 youth service hotline.",
+    "police-announce": (
+        "This is an emergency alert from the 12355 youth service hotline. A caller may be in "
+        "danger of their life, and a counsellor is on the line. The caller's number is:"
+    ),
+    "police-announce-end": "Connecting you to the caller and the counsellor now.",
+    "police-retrying": "The 110 line is busy. Dialling again, please stay on the line.",
+    "police-failed": (
+        "110 could not be reached. The duty officer has been alerted. Please stay with the "
+        "caller, or dial 110 yourself."
+    ),
     "menu": (
         "For psychological counselling, press 1. For legal help, press 2. "
         "If you are in danger or thinking of hurting yourself, press 3. "
@@ -161,7 +193,12 @@ HOTLINE_PROMPTS_EN: dict[str, str] = {
     "night-menu": (
         "For self-help programmes, press 1. To leave a message and be called back tomorrow, "
         "press 2. If you are in danger or thinking of hurting yourself, press 3, and the duty "
-        "officer will answer right away."
+        "officer will answer right away. To tell us what is happening, press 4."
+    ),
+    "attendant-listen": "Please tell us what is happening. We are listening.",
+    "attendant-unavailable": (
+        "We cannot listen right now. If you are in danger or thinking of hurting yourself, "
+        "press 3, and the duty officer will answer right away. To go back, press 9."
     ),
     "selfhelp-menu": (
         "For exam stress, press 1. For sleep, press 2. For a breathing exercise, press 3. "
@@ -245,6 +282,10 @@ HOTLINE_PROMPTS_EN: dict[str, str] = {
         "We will call you back in your turn as soon as we can. Please keep your phone close. "
         "Goodbye."
     ),
+    "duty-alert": "This is a crisis alert from the 12355 youth service hotline.",
+    "duty-alert-caller": "The caller's number is:",
+    "duty-alert-ack": "Press 1 to confirm.",
+    "duty-alert-acked": "Confirmed. Please act now.",
 }
 
 

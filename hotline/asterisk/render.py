@@ -16,7 +16,8 @@ from hotline.asterisk.plan import PbxPlan
 from hotline.config import Settings
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk_conf"
-RENDERED_FILES = ("pjsip.conf", "extensions.conf", "queues.conf", "queuerules.conf", "manager.conf")
+RENDERED_FILES = ("pjsip.conf", "extensions.conf", "queues.conf", "queuerules.conf", "manager.conf",
+                  "features.conf")
 
 _UNSAFE = re.compile(r"[\r\n\x00;,\[\]\"<>|]")
 
@@ -34,6 +35,13 @@ def dial_number(value: str) -> str:
     return cleaned
 
 
+def feature_code(value: str) -> str:
+    """An in-call feature code: 1 to 8 of 0-9 * #, and not a prefix clash left to chance."""
+    if not re.fullmatch(r"[0-9*#]{1,8}", value):
+        raise ValueError(f"not a feature code (1-8 of 0-9 * #): {value!r}")
+    return value
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -45,6 +53,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["conf_text"] = conf_text
     env.filters["dial_number"] = dial_number
+    env.filters["feature_code"] = feature_code
     return env
 
 
@@ -61,5 +70,6 @@ def render(plan: PbxPlan, settings: Settings) -> dict[str, str]:
         "callback_ring_seconds": settings.voicemail.caller_ring_seconds,
         "queues": settings.queues,
         "ivr": settings.ivr,
+        "crisis": settings.crisis,
     }
     return {name: env.get_template(f"{name}.j2").render(context) for name in RENDERED_FILES}

@@ -15,8 +15,9 @@ class CallEventOut(BaseModel):
     kind: str = Field(description="ivr_start, digit, route, queue_join, ring, connect, abandon, "
                                   "hangup, fallback, oncall_dial, oncall_result, transfer, "
                                   "transfer_dial, transfer_result, transfer_request, "
+                                  "monitor, monitor_result, attendant_listened, "
                                   "reconciled_end…")
-    source: str = Field(description="agi, ami, api or reconcile")
+    source: str = Field(description="agi, ami, api, attendant or reconcile")
     data: dict[str, Any]
 
 

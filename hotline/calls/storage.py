@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hotline.db.models import Call, CallEvent, call_id_for
 
 log = structlog.get_logger(__name__)
+
+# (call id, linkedid, route): a call's route as written, after the commit.
+RouteHook = Callable[[str, str, str], None]
 
 
 def _is_transient(error: DBAPIError) -> bool:
@@ -67,6 +70,9 @@ class CallJournal:
         self._idle.set()
         self.stats = JournalStats()
         self._dialect = engine.dialect.name
+        # Told of every route written (the crisis route opens an incident); a hook must
+        # return at once: it runs in the writer task.
+        self.on_route: list[RouteHook] = []
 
     @property
     def pending(self) -> int:
@@ -148,9 +154,21 @@ class CallJournal:
                 self.stats.last_error = None
                 self.stats.durations = [*self.stats.durations[-99:], loop.time() - started]
                 break
+            self._routes_written(batch)
             self._in_flight = 0
             if self._queue.empty():
                 self._idle.set()
+
+    def _routes_written(self, batch: Sequence[_CallChange]) -> None:
+        for change in batch:
+            route = change.fields.get("route")
+            if not route:
+                continue
+            for hook in self.on_route:
+                try:
+                    hook(change.call_id, change.linkedid, str(route))
+                except Exception:  # a listener's failure must not stop the journal
+                    log.exception("route hook failed", call_id=change.call_id)
 
     async def _wait_after(self, error: Exception, batch: Sequence[_CallChange]) -> None:
         self.stats.failures += 1

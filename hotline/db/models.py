@@ -801,7 +801,9 @@ class AlertDelivery(Base):
     number: Mapped[str] = mapped_column(String(32))
     lap: Mapped[int] = mapped_column(Integer, default=1)
     at: Mapped[datetime]
-    action_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Unique: two nodes that decide the same call at once insert the same id, and only one
+    # of them dials (crisis/duty_calls.py).
+    action_id: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
     # answered, acknowledged, no_answer, busy, failed
     outcome: Mapped[str | None] = mapped_column(String(32), default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)

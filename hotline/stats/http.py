@@ -11,6 +11,7 @@ from hotline.stats.schemas import (
     AnswerRateQuery,
     CounsellorFiguresOut,
     CounsellorOut,
+    DeadlinesOut,
     FiguresOut,
     GroupOut,
 )
@@ -40,7 +41,8 @@ def answer_rate_out(report: AnswerRateReport) -> AnswerRateOut:
                 for g in report.groups],
         counsellors=[CounsellorOut(counsellor_id=line.counsellor_id, name=line.name,
                                    figures=CounsellorFiguresOut.model_validate(line.figures))
-                     for line in report.counsellors])
+                     for line in report.counsellors],
+        deadlines=DeadlinesOut.model_validate(report.deadlines))
 
 
 @_answers_errors

@@ -86,6 +86,25 @@ class CounsellorOut(BaseModel):
     figures: CounsellorFiguresOut
 
 
+class BreachOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    met: int = Field(description="done by the deadline")
+    missed: int = Field(description="done late, or not done and the deadline passed")
+    open: int = Field(validation_alias="pending",
+                      description="not done yet, the deadline still ahead")
+
+
+class DeadlinesOut(BaseModel):
+    """Promises whose deadline falls in the period."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    crisis: BreachOut = Field(description="crisis intervention started within the crisis "
+                                          "deadline (30 minutes by default) of an incident")
+    callbacks: BreachOut = Field(description="callbacks closed within their reply deadline")
+
+
 class AnswerRateOut(BaseModel):
     site: str
     timezone: str
@@ -98,5 +117,6 @@ class AnswerRateOut(BaseModel):
     groups: list[GroupOut] = Field(description="per site, queue or shift slot (empty for "
                                                "group=counsellor)")
     counsellors: list[CounsellorOut] = Field(description="per counsellor (group=counsellor)")
+    deadlines: DeadlinesOut
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)

@@ -24,6 +24,7 @@ from hotline.stats.figures import (
     shift_slots,
 )
 from hotline.stats.periods import Period, PeriodError, resolve_period
+from routing.deadlines import BreachCount, DeadlineKind, DeadlineRecord, breach_counts
 
 
 class Group(enum.StrEnum):
@@ -64,6 +65,15 @@ class CounsellorLine:
 
 
 @dataclass(frozen=True)
+class DeadlineFigures:
+    """Promises whose deadline falls in the period: crisis intervention within the crisis
+    deadline (incidents), callbacks within their reply deadline."""
+
+    crisis: BreachCount
+    callbacks: BreachCount
+
+
+@dataclass(frozen=True)
 class AnswerRateReport:
     site: str
     timezone: str
@@ -75,6 +85,7 @@ class AnswerRateReport:
     total: Figures
     groups: list[GroupFigures]
     counsellors: list[CounsellorLine]
+    deadlines: DeadlineFigures
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -88,6 +99,13 @@ def _no_rings(interface: str) -> CounsellorFigures:
     return CounsellorFigures(interface=interface, offered=0, rings=0, answered=0,
                              missed_rings=0, talk_seconds=0.0, crisis_answered=0,
                              answer_rate=None)
+
+
+def _breaches(records: list[DeadlineRecord], period: Period, now: datetime,
+              kind: DeadlineKind) -> BreachCount:
+    if period.end <= period.start:  # an empty period holds no deadline
+        return BreachCount()
+    return breach_counts(records, start=period.start, end=period.end, now=now)[kind]
 
 
 class AnswerRates:
@@ -130,11 +148,16 @@ class AnswerRates:
                           for slot, result in by_shift(calls, slots, zone, threshold)]
             else:
                 lines = await self._counsellors(session, facts, queues, period, calls)
+            crisis, callbacks = await storage.deadline_records(session, facts.code,
+                                                               period.start, period.end)
+        deadlines = DeadlineFigures(crisis=_breaches(crisis, period, now, DeadlineKind.CRISIS),
+                                    callbacks=_breaches(callbacks, period, now,
+                                                        DeadlineKind.CONSULTATION))
         return AnswerRateReport(
             site=facts.code, timezone=zone.key, start=period.start.astimezone(zone),
             end=period.end.astimezone(zone), group=group, short_abandon_seconds=threshold,
             generated_at=now.astimezone(zone), total=figures(calls, threshold), groups=groups,
-            counsellors=lines)
+            counsellors=lines, deadlines=deadlines)
 
     @staticmethod
     async def _slot_starts(session: AsyncSession, site_id: int, period: Period,

@@ -14,8 +14,18 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hotline.db.models import Call, CallEvent, Counsellor, Queue, ShiftTemplate, Site
+from hotline.db.models import (
+    Call,
+    CallbackTask,
+    CallEvent,
+    Counsellor,
+    Incident,
+    Queue,
+    ShiftTemplate,
+    Site,
+)
 from hotline.stats.figures import JourneyEvent, LegEvent, OfferedCall, from_journey
+from routing.deadlines import Deadline, DeadlineKind, DeadlineRecord
 
 LEG_KINDS = ("ring", "ring_no_answer", "connect", "complete")
 JOURNEY_KINDS = ("route", "fallback", "queue_join", "connect")
@@ -139,3 +149,23 @@ async def counsellors(session: AsyncSession, site_id: int,
                    Counsellor.sip_username.in_(usernames)))
         .order_by(Counsellor.name, Counsellor.id))
     return [CounsellorFacts(*row) for row in rows]
+
+
+async def deadline_records(session: AsyncSession, site_code: str, start: datetime,
+                           end: datetime) -> tuple[list[DeadlineRecord], list[DeadlineRecord]]:
+    """The site's crisis deadlines (incidents: done when the intervention started) and
+    callback reply deadlines (done when the task was closed) falling in [start, end)."""
+    incidents = await session.execute(
+        select(Incident.opened_at, Incident.deadline_at, Incident.intervention_at)
+        .where(Incident.site_code == site_code, Incident.deadline_at >= start,
+               Incident.deadline_at < end))
+    crisis = [DeadlineRecord(Deadline(DeadlineKind.CRISIS, opened, due), done)
+              for opened, due, done in incidents if due > opened]
+    tasks = await session.execute(
+        select(CallbackTask.requested_at, CallbackTask.deadline_at, CallbackTask.closed_at)
+        .where(CallbackTask.site_code == site_code, CallbackTask.deadline_at >= start,
+               CallbackTask.deadline_at < end))
+    # A callback's reply deadline is the consultation promise (routing/callbacks.py).
+    callbacks = [DeadlineRecord(Deadline(DeadlineKind.CONSULTATION, requested, due), done)
+                 for requested, due, done in tasks if due is not None and due > requested]
+    return crisis, callbacks

@@ -8,6 +8,8 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from crisis import duty_openapi, monitoring_openapi
+from crisis import openapi as incidents_openapi
 from hotline.calls import transfer_http
 from hotline.calls.http import CallQuery
 from hotline.calls.schemas import CallDetail, CallList, ErrorOut
@@ -205,9 +207,15 @@ def build_openapi() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [(m, "serialization") for m in (*OUTPUTS, *rules_openapi.OUTPUTS,
                                           *stats_openapi.OUTPUTS, *staffing_openapi.OUTPUTS,
-                                          *voicemail_openapi.OUTPUTS)]
+                                          *voicemail_openapi.OUTPUTS,
+                                          *monitoring_openapi.OUTPUTS,
+                                          *incidents_openapi.OUTPUTS,
+                                          *duty_openapi.OUTPUTS)]
         + [(m, "validation") for m in (*INPUTS, *rules_openapi.INPUTS,
-                                       *staffing_openapi.INPUTS, *voicemail_openapi.INPUTS)],
+                                       *staffing_openapi.INPUTS, *voicemail_openapi.INPUTS,
+                                       *monitoring_openapi.INPUTS,
+                                       *incidents_openapi.INPUTS,
+                                       *duty_openapi.INPUTS)],
         ref_template="#/components/schemas/{model}",
     )
     query_schema = CallQuery.model_json_schema()["properties"]
@@ -253,6 +261,9 @@ def build_openapi() -> dict[str, Any]:
             **rules_openapi.rules_paths(_json, _body),
             **staffing_openapi.staffing_paths(_json, _body),
             **voicemail_openapi.voicemail_paths(_json, _body),
+            **monitoring_openapi.monitoring_paths(_json, _body),
+            **incidents_openapi.incident_paths(_json, _body),
+            **duty_openapi.duty_paths(_json, _body),
             **stats_openapi.stats_paths(_json),
             "/api/agi/step-samples": {
                 "get": {"summary": "The backend's time per FastAGI step, raw samples (admin; "

@@ -96,6 +96,27 @@ async def test_every_dialplan_path_ends_with_a_person(engine, tmp_path):
     assert "GotoIfTime(" not in dialplan
 
 
+async def test_the_night_attendant_listens_without_ever_hanging_up(engine, tmp_path):
+    _seeded, plan = await _plan(engine)
+    settings = Settings(var_dir=tmp_path, crisis={"attendant_port": 4599,
+                                                  "attendant_listen_seconds": 20})
+    route = _contexts(render(plan, settings)["extensions.conf"])["hotline-route"]
+    listen = route.split("exten => listen,1")[1].split("\nexten => T")[0]
+    # AudioSocket under TryExec: a refused or broken stream returns to the dialplan.
+    assert "TryExec(AudioSocket(${HOTLINE_LISTEN_ID},127.0.0.1:4599))" in listen
+    assert "Set(TIMEOUT(absolute)=35)" in listen
+    # A keyword: the crisis route at once; else the menu after listening, or (stream
+    # failed) the menu offering crisis by key.
+    assert listen.index('"${HOTLINE_ATTENDANT_RESULT}" = "crisis"') < listen.index(
+        "Goto(hotline-ivr,decide,1)")
+    assert '${IF($["${TRYSTATUS}" = "SUCCESS"]?${HOTLINE_RESUME}:${HOTLINE_LISTEN_FAILED})}' \
+        in listen
+    assert "Goto(hotline-route,${HOTLINE_ROUTE},1)" in listen
+    # A backend that never ends the stream: the absolute timeout's T extension, the same menu.
+    timeout = route.split("exten => T,1")[1]
+    assert "${HOTLINE_LISTEN_FAILED}" in timeout and "Goto(hotline-ivr,decide,1)" in timeout
+
+
 def _contexts(dialplan: str) -> dict[str, str]:
     contexts: dict[str, str] = {}
     name = ""

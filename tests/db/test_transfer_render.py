@@ -65,7 +65,7 @@ async def test_counsellors_inherit_the_transfer_context_and_may_transfer(engine,
     for name in ("crisis", "psych", "legal", "duty"):
         section = queue.split(f"exten => {name},1,")[1].split("exten => ")[0]
         assert section.index("Set(__TRANSFER_CONTEXT=hotline-transfer-default)") < section.index(
-            f"Queue({name},ct,")
+            f"Queue({name},ctb(hotline-counsellor-leg^s^1),")
 
 
 async def test_a_leg_nobody_answers_never_hangs_up_a_caller_sent_on(engine, tmp_path):
@@ -92,7 +92,10 @@ async def test_codes_that_cannot_be_dialled_are_left_out_with_a_warning(engine, 
     assert len(plan.warnings) == 3, plan.warnings
     assert [c.extension for c in plan.colleagues] == ["1001", "1002"]
     dialplan = files["extensions.conf"]
-    assert "Dial(PJSIP/110@carrier" not in dialplan
+    # (110 is dialled by the police bridge, never as a transfer code.)
+    transfers = "".join(text for name, text in _contexts(dialplan).items()
+                        if name.startswith("hotline-transfer"))
+    assert "Dial(PJSIP/110@carrier" not in transfers
     assert "exten => 9003," not in dialplan and "exten => 94," not in dialplan
 
 

@@ -209,3 +209,22 @@ async def test_the_running_processor_takes_the_backlog_and_new_messages(
     _, tasks = await load(engine, first)
     assert sorted(t.message_id for t in tasks) == sorted([first, *later])
     assert processor.failures == 0
+
+
+async def test_with_incidents_a_crisis_keyword_opens_the_incident_and_its_one_alert(
+        engine: AsyncEngine, tmp_path: Path) -> None:
+    from crisis.incidents import Incidents
+
+    processor, message, recorded = await setup(engine, tmp_path, TextTranscriber("我 想 自杀"))
+    incidents = Incidents(sessions=session_factory(engine), clock=processor._clock,
+                          alerts=processor._alerts)
+    processor._crisis_signal = incidents.signal
+    assert await processor.process(message)
+    [incident], total = await incidents.list()
+    assert total == 1 and incident.source == "voicemail_keyword"
+    assert (incident.message_id, incident.caller_number) == (message, "13912345678")
+    assert "自杀" in incident.summary
+    # One alert: the incident's (not a voicemail alert as well).
+    [alert] = recorded.alerts
+    assert (alert.kind, alert.incident_id) == ("crisis", incident.id)
+    assert "13912345678" in alert.summary

@@ -148,7 +148,8 @@ def test_an_unknown_prompt_names_the_node():
     found = problems_of(DEFAULT, missing_prompts={"hotline/selfhelp-sleep", "hotline/invalid"})
     assert Problem("selfhelp-sleep", "prompt 'hotline/selfhelp-sleep' does not exist") in found
     assert Problem("main", "prompt 'hotline/invalid' does not exist") in found
-    assert {p.node for p in found} == {"selfhelp-sleep", "main", "night-menu", "selfhelp-menu"}
+    assert {p.node for p in found} == {"selfhelp-sleep", "main", "night-menu", "selfhelp-menu",
+                                        "night-listen-off"}
 
 
 def test_a_missing_survey_prompt_is_a_rules_problem_only_when_the_survey_is_on():
@@ -193,7 +194,8 @@ def test_rules_without_any_crisis_node():
         update={"options": {"1": "psych", "2": "legal", "0": "human"}}),
         **{"night-menu": DEFAULT.nodes["night-menu"].model_copy(update={
             "options": {"1": "selfhelp-menu", "2": "voicemail"},
-            "no_input": "voicemail", "invalid": "voicemail"})})
+            "no_input": "voicemail", "invalid": "voicemail"}),
+           "night-listen": None, "night-listen-off": None})
     assert only(problems_of(rules)) == Problem(
         RULES, "no crisis node: the crisis route must be offered")
 

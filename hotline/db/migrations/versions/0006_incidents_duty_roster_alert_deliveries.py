@@ -111,7 +111,8 @@ def upgrade() -> None:
     sa.Column('ended_at', hotline.db.models.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], name=op.f('fk_alert_deliveries_alert_id_alerts'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['officer_id'], ['duty_officers.id'], name=op.f('fk_alert_deliveries_officer_id_duty_officers'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_alert_deliveries'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_alert_deliveries')),
+    sa.UniqueConstraint('action_id', name=op.f('uq_alert_deliveries_action_id'))
     )
     with op.batch_alter_table('alert_deliveries', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_alert_deliveries_alert_id'), ['alert_id'], unique=False)

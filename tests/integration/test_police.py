@@ -1,0 +1,270 @@
+"""The one-key police alert for real: a sipp caller presses 3 and the sipp counsellor c1001
+(the high-risk specialist the crisis queue rings first) answers; the counsellor presses the
+feature code. The simulated carrier plays 110 (it answers any number but its busy plan), so
+all three parties are sipp endpoints; the conference is checked over AMI."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Backend, eventually
+from tests.integration.sipp import Caller
+from tests.integration.transfer_parties import keyed_softphone
+
+pytestmark = pytest.mark.integration
+
+_numbers = itertools.count(int(time.time()) % 100000 * 10 + 7)
+
+
+def caller_number() -> str:
+    return f"136{next(_numbers):08d}"
+
+
+def byes_received(messages: str) -> int:
+    return sum(1 for block in messages.split("message received")[1:]
+               if block.split("\n\n", 1)[-1].lstrip().startswith("BYE sip:"))
+
+
+def ami_list(backend: Backend, action: dict[str, str], complete: str) -> list[dict[str, str]]:
+    """One AMI action with the backend's own AMI user; the events of its list."""
+    settings = backend.settings.ami
+    with socket.create_connection((settings.host, settings.port), timeout=5) as link:
+        reader = link.makefile("rb")
+        reader.readline()  # the banner
+
+        def send(fields: dict[str, str]) -> None:
+            link.sendall("".join(f"{k}: {v}\r\n" for k, v in fields.items()).encode() + b"\r\n")
+
+        def message() -> dict[str, str]:
+            fields: dict[str, str] = {}
+            while (line := reader.readline().decode("utf-8", "replace").rstrip("\r\n")):
+                key, _, value = line.partition(": ")
+                fields[key] = value
+            return fields
+
+        send({"Action": "Login", "Username": settings.username, "Secret": settings.secret,
+              "Events": "off"})
+        assert message().get("Response") == "Success"
+        send({**action, "ActionID": "police-test"})
+        items = []
+        while True:
+            fields = message()
+            if fields.get("Event") == complete or (
+                    fields.get("Response") == "Error"):
+                return items
+            if fields.get("Event"):
+                items.append(fields)
+
+
+def police_incident(backend: Backend, number: str) -> dict[str, Any] | None:
+    status, page = backend.api("/api/incidents?limit=50")
+    assert status == 200, page
+    for item in page["items"]:
+        if item["caller_number"] == number and item["conference"]:
+            return dict(backend.api(f"/api/incidents/{item['id']}")[1])
+    return None
+
+
+def recording_file(backend: Backend, room: str) -> Path:
+    crisis = backend.settings.crisis
+    return backend.settings.asterisk.chroot_dir / crisis.recording_dir.lstrip("/") / f"{room}.wav"
+
+
+def test_the_counsellors_feature_code_brings_110_into_a_recorded_conference(
+        backend: Backend, counsellors: dict[str, str], workdir: Path) -> None:
+    log = backend.carrier_log
+    before = log.read_text(errors="replace") if log.exists() else ""
+    number = caller_number()
+    code = backend.settings.crisis.police_feature_code
+    presses = [(key, 4000 if i == 0 else 300) for i, key in enumerate(code)]
+    with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
+                         presses=presses, wait_ms=90000):
+        caller = Caller(workdir, caller=number, keys="3", hold_ms=40000).start()
+        incident = eventually(lambda: police_incident(backend, number), timeout=40,
+                              what="an incident with the police conference")
+        room = incident["conference"]
+        assert room.startswith("police-")
+
+        eventually(lambda: "police.answered" in [e["kind"] for e in backend.api(
+            f"/api/incidents/{incident['id']}")[1]["timeline"]], timeout=20,
+            what="the police leg answered on the timeline")
+
+        seen: list[list[str]] = []
+
+        def three_in_the_room() -> list[str] | None:
+            members = ami_list(backend, {"Action": "ConfbridgeList", "Conference": room},
+                               "ConfbridgeListComplete")
+            channels = sorted(m["Channel"] for m in members)
+            seen.append(channels)
+            return channels if len(channels) == 3 else None
+
+        try:
+            channels = eventually(three_in_the_room, timeout=30,
+                                  what="the caller, the counsellor and 110 in the room")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the room held {seen[-3:]}") from None
+        # The caller (through the carrier trunk), the counsellor, and the 110 leg: a Local
+        # channel whose other half is bridged with the carrier channel that dialled 110.
+        assert any(c.startswith("PJSIP/carrier-") for c in channels), channels
+        assert any(c.startswith("PJSIP/c1001-") for c in channels), channels
+        police = [c for c in channels if c.startswith("Local/") and "hotline-police-dial" in c]
+        assert len(police) == 1, channels
+        far_half = police[0][:-2] + ";2"
+
+        def police_connected() -> bool:
+            # After the announcement the police alone heard, their channel is bridged.
+            listing = ami_list(backend, {"Action": "CoreShowChannels"},
+                               "CoreShowChannelsComplete")
+            bridges = {item["Channel"]: item.get("BridgeId", "") for item in listing}
+            return bool(bridges.get(far_half)) and any(
+                name.startswith("PJSIP/carrier-") and bridge == bridges[far_half]
+                for name, bridge in bridges.items())
+
+        eventually(police_connected, timeout=30, what="110 bridged to the room's 110 leg")
+        # 110 was dialled through the carrier; the caller's number was never hung up on.
+        after = log.read_text(errors="replace")[len(before):]
+        assert "INVITE sip:110@" in after
+        # The whole conference is recorded, and the file grows while they talk.
+        recording = recording_file(backend, room)
+        first = eventually(lambda: recording.exists() and recording.stat().st_size > 0 and
+                           recording.stat().st_size, timeout=10, what="the recording")
+        time.sleep(2)
+        assert recording.stat().st_size > first
+        incident = police_incident(backend, number)
+        assert incident is not None
+        packet = incident["packet"]
+        assert packet["caller_number"] == number
+        assert packet["counsellor"] == "张老师"
+        assert packet["via"] == "feature_code"
+        assert packet["call_started_at"] and packet["recording"].endswith(f"{room}.wav")
+        assert incident["police_requested_by"] == "c1001"
+        kinds = [event["kind"] for event in incident["timeline"]]
+        assert "signal.police" in kinds and "police.packet" in kinds
+        # The duty officer is alerted.
+        _status, alerts = backend.api("/api/alerts")
+        assert any(a["kind"] == "police" and a["details"].get("incident_id") == incident["id"]
+                   for a in alerts["items"]), alerts
+        result = caller.wait(timeout=120)
+        backend.asterisk(f"confbridge kick {room} all")
+    assert result.ok, result.errors[-2000:]
+    # The caller's leg was never hung up by the hotline: they hung up themselves.
+    assert byes_received(result.messages) == 0
+    # The caller left first: the incident stays open and asks for a callback.
+    incident = eventually(lambda: (found := police_incident(backend, number)) and
+                          found["callback_needed"] and found, timeout=20,
+                          what="the callback flag")
+    assert incident["state"] == "open"
+
+
+def timeline(backend: Backend, incident_id: int) -> list[dict[str, Any]]:
+    return list(backend.api(f"/api/incidents/{incident_id}")[1]["timeline"])
+
+
+def room_channels(backend: Backend, room: str) -> list[str]:
+    return sorted(m["Channel"] for m in ami_list(
+        backend, {"Action": "ConfbridgeList", "Conference": room}, "ConfbridgeListComplete"))
+
+
+SUPERVISOR = "13990077701"  # the carrier answers it
+
+
+def test_the_counsellors_leg_drops_the_caller_stays_with_110_and_a_supervisor_is_rung(
+        backend: Backend, counsellors: dict[str, str], workdir: Path) -> None:
+    backend.restart(HOTLINE_CRISIS__SUPERVISOR_NUMBER=SUPERVISOR)
+    try:
+        log = backend.carrier_log
+        before = log.read_text(errors="replace") if log.exists() else ""
+        number = caller_number()
+        code = backend.settings.crisis.police_feature_code
+        presses = [(key, 4000 if i == 0 else 300) for i, key in enumerate(code)]
+        # The counsellor's softphone presses the code, then its leg drops 12 s later.
+        with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
+                             presses=presses, talk_ms=12000):
+            caller = Caller(workdir, caller=number, keys="3", hold_ms=50000).start()
+            incident = eventually(lambda: police_incident(backend, number), timeout=40,
+                                  what="an incident with the police conference")
+            room = incident["conference"]
+            eventually(lambda: "supervisor.called" in [
+                e["kind"] for e in timeline(backend, incident["id"])], timeout=40,
+                what="the supervisor called in")
+            # The caller, 110 and the supervisor: the counsellor's softphone is gone, the
+            # caller never left the room.
+            members = eventually(lambda: (found := room_channels(backend, room)) and len(
+                found) == 3 and not any(c.startswith("PJSIP/c1001-") for c in found) and found,
+                timeout=30, what="caller, 110 and supervisor in the room")
+            assert any("hotline-police-dial" in c for c in members), members
+            assert sum(c.startswith("PJSIP/carrier-") for c in members) == 2, members
+            after = log.read_text(errors="replace")[len(before):]
+            assert f"INVITE sip:{SUPERVISOR}@" in after
+            kinds = [e["kind"] for e in timeline(backend, incident["id"])]
+            assert kinds.index("bridge.counsellor_left") < kinds.index("supervisor.called")
+            result = caller.wait(timeout=120)
+        backend.asterisk(f"confbridge kick {room} all")
+        assert result.ok, result.errors[-2000:]
+        assert byes_received(result.messages) == 0
+    finally:
+        backend.restart()
+
+
+@pytest.fixture
+def busy_police(backend: Backend) -> Any:
+    """110 busy (the carrier's 1399486 plan), tried twice a second apart: rendered into the
+    sandbox's dialplan for this test, the defaults put back after it."""
+    overrides = {"HOTLINE_CRISIS__POLICE_NUMBER": "1399486110",
+                 "HOTLINE_CRISIS__POLICE_ATTEMPTS": "2",
+                 "HOTLINE_CRISIS__POLICE_RETRY_SECONDS": "1"}
+
+    def render(env: dict[str, str]) -> None:
+        subprocess.run([sys.executable, "-m", "hotline.cli", "asterisk", "render"],
+                       env={**backend.env, **env}, check=True, stdout=subprocess.DEVNULL)
+
+    render(overrides)
+    backend.restart(**overrides)
+    try:
+        yield overrides["HOTLINE_CRISIS__POLICE_NUMBER"]
+    finally:
+        render({})
+        backend.restart()
+
+
+def test_110_busy_is_retried_and_the_duty_officer_alerted(
+        backend: Backend, counsellors: dict[str, str], workdir: Path, busy_police: str) -> None:
+    log = backend.carrier_log
+    before = log.read_text(errors="replace") if log.exists() else ""
+    number = caller_number()
+    code = backend.settings.crisis.police_feature_code
+    presses = [(key, 4000 if i == 0 else 300) for i, key in enumerate(code)]
+    with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
+                         presses=presses, wait_ms=90000):
+        caller = Caller(workdir, caller=number, keys="3", hold_ms=35000).start()
+        incident = eventually(lambda: police_incident(backend, number), timeout=40,
+                              what="an incident with the police conference")
+        events = eventually(lambda: (found := timeline(backend, incident["id"])) and any(
+            e["kind"] == "police.gave_up" for e in found) and found, timeout=60,
+            what="110 given up after its attempts")
+        kinds = [e["kind"] for e in events]
+        assert kinds.count("police.dialing") == 2 and kinds.count("police.busy") == 2, kinds
+        assert [e["details"]["state"] for e in events if e["kind"] == "police.busy"] == [
+            "BUSY", "BUSY"]
+        after = log.read_text(errors="replace")[len(before):]
+        assert after.count(f"INVITE sip:{busy_police}@") >= 2
+        # The duty officer is alerted about the failing 110 leg (and the duty chain rings).
+        _status, alerts = backend.api("/api/alerts")
+        trouble = [a for a in alerts["items"] if a["key"] == f"police-trouble:{incident['id']}"]
+        assert trouble and trouble[0]["severity"] == "critical", alerts
+        # The caller is still with the counsellor in the room meanwhile.
+        members = room_channels(backend, incident["conference"])
+        assert any(c.startswith("PJSIP/c1001-") for c in members), members
+        assert any(c.startswith("PJSIP/carrier-") for c in members), members
+        result = caller.wait(timeout=120)
+        backend.asterisk(f"confbridge kick {incident['conference']} all")
+    assert result.ok, result.errors[-2000:]
+    assert byes_received(result.messages) == 0
