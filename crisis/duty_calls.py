@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from sqlalchemy.orm import selectinload
 
 from crisis.roster import DutyRoster
 from hotline.alerts.services import AlertNotFound, AlertView
+from hotline.ami_protocols import Actions, EventSource
 from hotline.audit import Actor
 from hotline.clock import Clock
 from hotline.config import CrisisSettings
@@ -66,22 +67,6 @@ OUTCOMES = ("answered", "acknowledged", "no_answer", "busy", "failed")
 def chain_policy(settings: CrisisSettings) -> ChainPolicy:
     return ChainPolicy(repeat_every=timedelta(seconds=settings.repeat_seconds),
                        escalate_after=timedelta(seconds=settings.escalate_seconds))
-
-
-class EventSource(Protocol):
-    """The backend's reading AMI connection (ami_listener.connection.AmiConnection)."""
-
-    def subscribe(self, pattern: str, callback: Callable[[Message], Awaitable[None]]) -> None: ...
-
-
-class Actions(Protocol):
-    """The dialler's Originate-only AMI connection."""
-
-    @property
-    def connected(self) -> bool: ...
-
-    async def action(self, action: Mapping[str, str | list[str]], *,
-                     as_list: bool | None = None) -> Any: ...
 
 
 class Timeline(Protocol):

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import structlog
 from panoramisk.message import Message
@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hotline.ami_protocols import Actions, EventSource
 from hotline.audit import Actor, record_audit
 from hotline.calls.storage import CallJournal
 from hotline.calls.transfers import CallChannel, NotTransferable, endpoint_of, transferer
@@ -174,23 +175,6 @@ def talking_calls(channels: Sequence[LiveChannel], counsellors: Collection[str]
 
 
 # -- Asterisk -------------------------------------------------------------------------------
-
-EventCallback = Callable[[Message], Awaitable[None]]
-
-
-class EventSource(Protocol):
-    def subscribe(self, pattern: str, callback: EventCallback) -> None: ...
-
-
-class Actions(Protocol):
-    """What is needed of an AMI connection (ami_listener.connection.AmiConnection)."""
-
-    @property
-    def connected(self) -> bool: ...
-
-    async def action(self, action: Mapping[str, str | list[str]], *,
-                     as_list: bool | None = None) -> Any: ...
-
 
 def _text(message: Mapping[str, Any], key: str) -> str:
     value = message.get(key)

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import structlog
 from panoramisk.message import Message
 
+from hotline.ami_protocols import Actions, EventSource
 from hotline.clock import Clock
 
 log = structlog.get_logger(__name__)
@@ -54,21 +55,6 @@ _LINKEDID = re.compile(r"[0-9]{1,20}(\.[0-9]{1,10})?")
 # an AMI header.
 _CHANNEL = re.compile(r"[A-Za-z0-9_/@;:.+#*-]{1,120}")
 _DIGITS = re.compile(r"[^0-9]")
-
-EventCallback = Callable[[Message], Awaitable[None]]
-
-
-class EventSource(Protocol):
-    def subscribe(self, pattern: str, callback: EventCallback) -> None: ...
-
-
-class Actions(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-    async def action(self, action: Mapping[str, str | list[str]], *,
-                     as_list: bool | None = None) -> Any: ...
-
 
 class IncidentLog(Protocol):
     """What the bridge needs of the incidents service (crisis/incidents.py)."""

@@ -4,26 +4,13 @@ them (DESIGN §3), app.py wires the real ones."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from panoramisk.message import Message
+from hotline.ami_protocols import Actions, EventCallback, EventSource
 
-EventCallback = Callable[[Message], Awaitable[None]]
-
-
-class EventSource(Protocol):
-    def subscribe(self, pattern: str, callback: EventCallback) -> None: ...
-
-
-class Actions(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-    async def action(self, action: Mapping[str, str | list[str]], *,
-                     as_list: bool | None = None) -> Any: ...
-
+__all__ = ["Actions", "EventCallback", "EventSource"]
 
 class Member(Protocol):
     @property

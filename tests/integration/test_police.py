@@ -64,6 +64,12 @@ def ami_list(backend: Backend, action: dict[str, str], complete: str) -> list[di
                 items.append(fields)
 
 
+def police_key(backend: Backend) -> list[tuple[str, int]]:
+    """The counsellor's softphone presses the police feature code 4 s after answering."""
+    code = backend.settings.crisis.police_feature_code
+    return [(key, 4000 if i == 0 else 300) for i, key in enumerate(code)]
+
+
 def police_incident(backend: Backend, number: str) -> dict[str, Any] | None:
     status, page = backend.api("/api/incidents?limit=50")
     assert status == 200, page
@@ -83,8 +89,7 @@ def test_the_counsellors_feature_code_brings_110_into_a_recorded_conference(
     log = backend.carrier_log
     before = log.read_text(errors="replace") if log.exists() else ""
     number = caller_number()
-    code = backend.settings.crisis.police_feature_code
-    presses = [(key, 4000 if i == 0 else 300) for i, key in enumerate(code)]
+    presses = police_key(backend)
     with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
                          presses=presses, wait_ms=90000):
         caller = Caller(workdir, caller=number, keys="3", hold_ms=40000).start()
@@ -183,8 +188,7 @@ def test_the_counsellors_leg_drops_the_caller_stays_with_110_and_a_supervisor_is
         log = backend.carrier_log
         before = log.read_text(errors="replace") if log.exists() else ""
         number = caller_number()
-        code = backend.settings.crisis.police_feature_code
-        presses = [(key, 4000 if i == 0 else 300) for i, key in enumerate(code)]
+        presses = police_key(backend)
         # The counsellor's softphone presses the code, then its leg drops 12 s later.
         with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
                              presses=presses, talk_ms=12000):
@@ -240,8 +244,7 @@ def test_110_busy_is_retried_and_the_duty_officer_alerted(
     log = backend.carrier_log
     before = log.read_text(errors="replace") if log.exists() else ""
     number = caller_number()
-    code = backend.settings.crisis.police_feature_code
-    presses = [(key, 4000 if i == 0 else 300) for i, key in enumerate(code)]
+    presses = police_key(backend)
     with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
                          presses=presses, wait_ms=90000):
         caller = Caller(workdir, caller=number, keys="3", hold_ms=35000).start()
