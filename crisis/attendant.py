@@ -307,6 +307,10 @@ class NightAttendant:
         self._streams.add(task)
         try:
             await self.serve(reader, writer)
+        except asyncio.CancelledError:
+            # close() at shutdown: the stream just ends (asyncio would log a cancelled
+            # connection handler as an error); the dialplan goes on.
+            log.info("attendant stream ended by shutdown")
         finally:
             self._streams.discard(task)
             writer.close()

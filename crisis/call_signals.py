@@ -74,6 +74,8 @@ class CrisisCalls:
         reason = (reason or {}).get("reason") if isinstance(reason, dict) else None
         if reason == "flagged_high_risk":
             summary = "已标记为高危的来电者来电"
+        elif reason == "keyword":  # the night attendant heard one (crisis/attendant.py)
+            summary = "夜间值守听到危机关键词，来电已转入危机线路"
         else:
             summary = "来电者选择了危机选项"
         if route == "oncall":
