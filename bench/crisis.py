@@ -567,7 +567,7 @@ def report(results: Results, *, command: str) -> str:
             "about 0.25 s of audio per chunk, comes before it) to the duty officer's phone "
             f"({meta.get('duty_number', '')}, the demo roster's one officer, answered by the "
             "carrier) ringing. Between: the crisis signal opens an incident and raises a "
-            "`crisis_keyword` alert, which wakes the duty chain, which Originates.")
+            "`crisis` alert (the incident's), which wakes the duty chain, which Originates.")
     lines += [
         "",
         "| span | tries ok | p50 ms | p99 ms | max ms | target |",
