@@ -33,6 +33,10 @@ from hotline.live import LiveState
 log = structlog.get_logger(__name__)
 
 CALLER_CONTEXT_PREFIX = "hotline-"
+# Legs the backend starts itself (a duty officer's phone, the 110 leg, a supervisor called
+# into the police room): each has a linkedid of its own and is not a caller's call. Their
+# events count only for a call already known (the caller moved into the police room).
+BACKEND_LEG_CONTEXTS = ("hotline-duty-alert", "hotline-police-")
 # Dials made by the dialplan of a transfer (a colleague, an outside line), not the on-call.
 TRANSFER_CONTEXT = TRANSFER_CONTEXT_PREFIX.rstrip("-")
 
@@ -132,6 +136,10 @@ class CallTracker:
     def _is_caller(message: Message) -> bool:
         linkedid = _text(message, "Linkedid")
         return bool(linkedid) and _text(message, "Uniqueid") == linkedid
+
+    def _backend_leg(self, message: Message) -> bool:
+        return (_text(message, "Context").startswith(BACKEND_LEG_CONTEXTS)
+                and _text(message, "Linkedid") not in self._calls)
 
     @staticmethod
     def _is_transfer_leg(message: Message) -> bool:
@@ -236,6 +244,8 @@ class CallTracker:
         self._record(linkedid, "queue_leave", {"queue": _text(message, "Queue")}, **fields)
 
     async def on_dial_begin(self, message: Message) -> None:
+        if self._backend_leg(message):
+            return
         dial_string = _text(message, "DialString")
         self._state(_text(message, "Linkedid")).dialling[_text(message, "DestChannel")] = (
             dial_string.split("@", 1)[0])
@@ -255,6 +265,8 @@ class CallTracker:
                       "channel": _text(message, "DestChannel")})
 
     async def on_dial_end(self, message: Message) -> None:
+        if self._backend_leg(message):
+            return
         linkedid = _text(message, "Linkedid")
         status = _text(message, "DialStatus")
         fields: dict[str, Any] = {}
@@ -347,7 +359,7 @@ class CallTracker:
                 digits=digits or None, fallback=True)
 
     async def on_hangup(self, message: Message) -> None:
-        if not self._is_caller(message):
+        if not self._is_caller(message) or self._backend_leg(message):
             return
         linkedid = _text(message, "Linkedid")
         state = self._calls.pop(linkedid, None) or _LiveCall(linkedid)

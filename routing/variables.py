@@ -23,10 +23,10 @@ VARIABLE_NAMES = (
     "HOTLINE_REASON",
     "HOTLINE_DIGITS",
     "HOTLINE_RULES_VERSION",
-    "HOTLINE_VIA",
     "HOTLINE_LISTEN_ID",
     "HOTLINE_LISTEN_HIT",
     "HOTLINE_LISTEN_FAILED",
+    "HOTLINE_VIA",
     "HOTLINE_ROUTE",
 )
 
@@ -51,10 +51,11 @@ def route_variables(*, call_id: str, route: Route, digits: Sequence[str | None],
         "HOTLINE_DIGITS": "".join(digit for digit in digits if digit),
         "HOTLINE_RULES_VERSION": str(rules_version),
     }
-    if via:
-        values["HOTLINE_VIA"] = via
     values["HOTLINE_LISTEN_ID"] = listen_id
     values["HOTLINE_LISTEN_HIT"] = route.on_keyword
     values["HOTLINE_LISTEN_FAILED"] = route.on_failure
+    # The path that decided, then the route: the dialplan trusts HOTLINE_ROUTE, set last.
+    if via:
+        values["HOTLINE_VIA"] = via
     values["HOTLINE_ROUTE"] = route.kind.value
     return values

@@ -117,6 +117,35 @@ async def test_caller_leaving_the_queue_is_abandoned_and_late_events_leak_nothin
     assert tracker._calls == {}
 
 
+async def test_legs_the_backend_starts_are_not_calls_but_the_callers_police_room_is(engine):
+    """A duty officer's phone, the 110 leg and a supervisor called into the police room each
+    have a linkedid of their own: no call record (no phantom call in the answer rate). The
+    caller moved into the police room still ends their own call there."""
+    journal, _live, tracker = await _tracker(engine)
+    duty = {"Uniqueid": "1795934600.1", "Linkedid": "1795934600.1",
+            "Channel": "PJSIP/carrier-00000009"}
+    police = {"Uniqueid": "1795934601.2", "Linkedid": "1795934601.2",
+              "Channel": "Local/1795934574.4-139@hotline-police-dial-00000001;2"}
+    try:
+        await tracker.on_new_channel(event("Newchannel", Context="hotline-inbound", **CALLER))
+        await tracker.on_hangup(event("Hangup", Context="hotline-duty-alert", **duty))
+        await tracker.on_dial_begin(event("DialBegin", Context="hotline-police-dial",
+                                          DialString="110@carrier",
+                                          DestChannel="PJSIP/carrier-0000000a", **police))
+        await tracker.on_dial_end(event("DialEnd", Context="hotline-police-dial",
+                                        DialStatus="ANSWER",
+                                        DestChannel="PJSIP/carrier-0000000a", **police))
+        await tracker.on_hangup(event("Hangup", Context="hotline-police-conf", **police))
+        await tracker.on_hangup(event("Hangup", Context="hotline-police-conf", Cause="16",
+                                      **CALLER))
+        await journal.flush()
+    finally:
+        await journal.close()
+    async with engine.connect() as connection:
+        calls = (await connection.execute(select(Call))).all()
+    assert [(c.linkedid, c.outcome) for c in calls] == [(LINKEDID, "ivr_hangup")]
+
+
 async def test_reconcile_closes_calls_that_ended_unseen_and_opens_live_ones(engine):
     journal, live, tracker = await _tracker(engine)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Backend
+from tests.integration.conftest import Backend, eventually
 from tests.integration.sipp import Caller, softphone
 
 pytestmark = pytest.mark.integration
@@ -138,6 +138,10 @@ def test_without_fastagi_the_classic_agi_routes_and_a_counsellor_answers(
     backend.start(HOTLINE_AGI__ENABLED="false")
     try:
         with softphone(workdir, user="c1003", password=counsellors["c1003"]) as phone:
+            # Its seat free in the legal queue first (the queue lets nobody join otherwise).
+            eventually(lambda: (line := backend.queue_members("legal").get(
+                "PJSIP/c1003", "")) and "Not in use" in line and "paused" not in line,
+                timeout=20, what="c1003 ready in the legal queue")
             result = Caller(workdir, caller=number, keys="2", hold_ms=12000).run()
         assert result.ok, result.errors[-2000:]
         assert phone.invites() == 1

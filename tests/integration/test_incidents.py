@@ -88,6 +88,10 @@ def test_the_crisis_option_opens_an_incident_and_a_missed_deadline_escalates(
     assert [(a["severity"], a["key"]) for a in missed] == [
         ("critical", f"deadline:{incident['id']}")]
     assert number in missed[0]["summary"]
+    # The escalation goes through the duty chain: the duty officer's phone is rung for it.
+    rung = eventually(lambda: backend.api(f"/api/alerts/{missed[0]['id']}")[1]["deliveries"],
+                      timeout=20, what="the duty phone rung for the missed deadline")
+    assert rung[0]["number"] and rung[0]["lap"] == 1, rung
     # Handled: closing resolves the incident's alerts (no duty phone keeps ringing for it).
     status, closed = backend.api(f"/api/incidents/{incident['id']}/close", method="POST",
                                  body={"outcome": "测试结束"})
