@@ -7,6 +7,7 @@ the test command runs the suite once with each.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -35,6 +36,16 @@ HARNESS_TIME = datetime.fromisoformat("2026-11-30T10:00:00+08:00")
 def clock_offset_for(local: datetime) -> float:
     """The clock offset that makes the backend's "now" this instant."""
     return local.timestamp() - time.time()
+
+
+# One counter for the whole session: callers of different test modules never share a
+# number (a test finds its call, incident or alert by the caller's number).
+_caller_numbers = itertools.count(int(time.time()) % 100000 * 100)
+
+
+def unique_caller_number(prefix: str = "136") -> str:
+    """A caller's number no other call of this test session has."""
+    return f"{prefix}{next(_caller_numbers) % 10**8:08d}"
 
 
 def eventually(check: Callable[[], Any], *, timeout: float = 10, what: str = "") -> Any:

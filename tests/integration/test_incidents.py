@@ -6,24 +6,19 @@ timeline and a `deadline_missed` alert."""
 
 from __future__ import annotations
 
-import itertools
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Backend, eventually
+from tests.integration.conftest import Backend, eventually, unique_caller_number
 from tests.integration.sipp import Caller
 
 pytestmark = pytest.mark.integration
 
-_numbers = itertools.count(int(time.time()) % 100000 * 10 + 7)
-
-
 def caller_number() -> str:
-    return f"136{next(_numbers):08d}"
+    return unique_caller_number()
 
 
 def incident_of(backend: Backend, number: str) -> dict[str, Any] | None:

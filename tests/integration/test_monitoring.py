@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WEB_PORT, Backend, eventually
+from tests.integration.conftest import WEB_PORT, Backend, eventually, unique_caller_number
 from tests.integration.sipp import Caller, softphone
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ PASSWORD = "monitor-test-password-1"
 
 
 def caller_number() -> str:
-    return f"136{next(_numbers):08d}"
+    return unique_caller_number()
 
 
 def api_as(token: str, path: str, *, method: str = "GET",

@@ -5,7 +5,6 @@ all three parties are sipp endpoints; the conference is checked over AMI."""
 
 from __future__ import annotations
 
-import itertools
 import socket
 import subprocess
 import sys
@@ -15,17 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Backend, eventually
+from tests.integration.conftest import Backend, eventually, unique_caller_number
 from tests.integration.sipp import Caller
 from tests.integration.transfer_parties import keyed_softphone
 
 pytestmark = pytest.mark.integration
 
-_numbers = itertools.count(int(time.time()) % 100000 * 10 + 7)
-
-
 def caller_number() -> str:
-    return f"136{next(_numbers):08d}"
+    return unique_caller_number()
 
 
 def byes_received(messages: str) -> int:
@@ -54,7 +50,7 @@ def ami_list(backend: Backend, action: dict[str, str], complete: str) -> list[di
               "Events": "off"})
         assert message().get("Response") == "Success"
         send({**action, "ActionID": "police-test"})
-        items = []
+        items: list[dict[str, str]] = []
         while True:
             fields = message()
             if fields.get("Event") == complete or (

@@ -3,7 +3,6 @@ sandboxed Asterisk's app_queue, the backend's membership sync over AMI, Redis, S
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,18 +14,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.integration.conftest import Backend, clock_offset_for, eventually
+from tests.integration.conftest import Backend, clock_offset_for, eventually, unique_caller_number
 from tests.integration.sipp import Caller, dial_feature_code, register, softphone
 
 pytestmark = pytest.mark.integration
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-_numbers = itertools.count(int(time.time()) % 100000 * 10)
-
-
 def caller_number() -> str:
-    return f"136{next(_numbers):08d}"
+    return unique_caller_number()
 
 
 def agent(backend: Backend, counsellor_id: int) -> dict[str, Any]:
