@@ -363,6 +363,31 @@ class PoliceBridge:
             await self._incidents.police_event(
                 linkedid, kind="bridge.caller_left", summary="来电者已挂断，需要回访",
                 details={"channel": channel}, callback_needed=True)
+        if room is None:
+            return
+        room.members.pop(channel, None)
+        if not room.caller_left and set(room.members) == {room.request.caller_channel}:
+            # Everyone else is gone (110 hung up, no supervisor answered): a person now.
+            room.caller_left = True  # moved on: nothing more to do for them in this room
+            self._spawn(self._rescue_caller(room), f"police-rescue-{linkedid}")
+
+    async def _rescue_caller(self, room: Room) -> None:
+        """The caller alone in the room: the site's fallback route (the duty queue, then
+        the on-call phones), never a silent room."""
+        request = room.request
+        try:
+            reply = await self._ami.action({
+                "Action": "Redirect", "Channel": request.caller_channel,
+                "Context": "hotline-fallback", "Exten": request.site or "i", "Priority": "1"},
+                as_list=False)
+            ok, detail = bool(reply.success), str(reply.get("Message", ""))
+        except Exception as error:
+            ok, detail = False, repr(error)
+        await self._incidents.police_event(
+            request.linkedid, kind="bridge.caller_alone",
+            summary="来电者独自留在会议中，已转接值班人员" if ok
+            else f"来电者独自留在会议中，转接失败：{detail}",
+            details={"moved": ok, "detail": detail})
 
     async def on_end(self, message: Message) -> None:
         room_name = header(message, "Conference")

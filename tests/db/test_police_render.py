@@ -30,6 +30,8 @@ async def test_the_room_is_recorded_and_110_is_retried(engine, tmp_path):
     assert "Set(CONFBRIDGE(bridge,record_conference)=yes)" in room
     assert ("Set(CONFBRIDGE(bridge,record_file)=/var/spool/asterisk/monitor/hotline/"
             "${HOTLINE_ROOM}.wav)") in room
+    # The caller never sits in silence: hold music while nobody else is in the room.
+    assert "?Set(CONFBRIDGE(user,music_on_hold_when_empty)=yes))" in room
     # Nobody is marked: the caller stays with the police when the counsellor's leg drops.
     assert "marked" not in room and "end_marked" not in room
     dial = contexts["hotline-police-dial"]
