@@ -5,7 +5,8 @@
    softphone) answers and presses the police feature code; the backend moves both into the
    police room, whose counsellor leg dials 110 through the simulated carrier (100, 180,
    200). Measured with Asterisk's own event clock (`Timestamp`, `timestampevents = yes`):
-   the `HotlinePoliceKey` UserEvent (Asterisk recognised the code) to the carrier channel
+   the feature's first dialplan step (`Newexten` of [hotline-police-key] police 1: the
+   `police-ready` FastAGI round trip, then the `HotlinePoliceKey` UserEvent) to the carrier channel
    dialling 110 ringing (its DialState RINGING or Newstate Ringing, whichever comes first).
    The police alert the same press raises rings the duty phone too: that is measured beside.
 2. Keyword → duty phone ringing. As tests/integration/test_night_attendant.py runs it: at
@@ -94,8 +95,11 @@ def first(events: Sequence[Event], predicate: Callable[[Event], bool]) -> Event 
 
 
 def is_police_key(event: Event) -> bool:
-    return (event.headers.get("Event") == "UserEvent"
-            and event.headers.get("UserEvent") == "HotlinePoliceKey")
+    """The feature code as Asterisk runs it: the first step of [hotline-police-key] police
+    (the `police-ready` FastAGI round trip comes before the HotlinePoliceKey UserEvent)."""
+    h = event.headers
+    return (h.get("Event") == "Newexten" and h.get("Context") == "hotline-police-key"
+            and h.get("Exten") == "police" and h.get("Priority") == "1")
 
 
 def is_crisis_route_taken(event: Event) -> bool:
@@ -370,7 +374,7 @@ async def police_try(bench: CrisisBench, recorder: AmiRecorder, *, secret: str,
         caller = Caller(bench.workdir, caller=caller_number(), keys="3", hold_ms=60000).start()
         try:
             key = await watch.until(lambda evs: first(evs, is_police_key), within=45,
-                                    what="HotlinePoliceKey")
+                                    what="the police key's first dialplan step")
             linkedid = key.headers.get("Linkedid", "")
             ring = await watch.until(lambda evs: ringing(
                 evs, number=police, since=key.at, channel_prefix=f"Local/{linkedid}-"),
@@ -544,10 +548,11 @@ def report(results: Results, *, command: str) -> str:
         "",
         f"- **Feature code → 110 ringing**: a sipp caller presses 3 (crisis), the demo's "
         f"high-risk counsellor c1001 (sipp softphone) answers and presses "
-        f"`{meta.get('code', '*0')}`. From the `HotlinePoliceKey` UserEvent (Asterisk "
-        "recognised the code) to the carrier channel dialling "
-        f"{meta.get('police_number', '110')} ringing (its DialState RINGING / Newstate "
-        "Ringing: the carrier's 180). Between: the backend reads the event, Getvar ×2, Setvar, "
+        f"`{meta.get('code', '*0')}`. From the feature's first dialplan step (`Newexten` of "
+        "[hotline-police-key] `police` 1: Asterisk recognised the code) to the carrier "
+        f"channel dialling {meta.get('police_number', '110')} ringing (its DialState RINGING "
+        "/ Newstate Ringing: the carrier's 180). Between: the `police-ready` FastAGI round "
+        "trip, the `HotlinePoliceKey` UserEvent, the backend reads it, Getvar ×2, Setvar, "
         "Redirect of both legs into the room; the counsellor's leg enters the room and "
         "Originates the Local 110 leg, which Dials the carrier.",
         "- **Police key → duty phone ringing**: the same press raises a `police` alert; the "

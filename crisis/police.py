@@ -84,7 +84,7 @@ class PoliceRequest:
     requested_by: str
     requested_at: datetime
     reason: str
-    via: str  # "feature_code" or "api"
+    via: str  # "feature_code", "api" or "dialplan_fallback" (crisis/police_fallback.py)
     caller_channel: str
     counsellor_channel: str
     caller_number: str

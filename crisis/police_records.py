@@ -41,7 +41,7 @@ class PoliceRecords:
             call = await session.scalar(select(Call).where(Call.linkedid == request.linkedid)
                                         .order_by(Call.started_at.desc()).limit(1))
         site = request.site or (call.site_code if call else None) or self._default_site
-        how = "按键" if request.via == "feature_code" else "系统"
+        how = "按键" if request.via in ("feature_code", "dialplan_fallback") else "系统"
         incident = await self._incidents.signal(
             source="police", site=site, linkedid=request.linkedid,
             call_id=call.id if call else None,

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from agi.fastagi import FastAgiServer
 from agi.ivr import IvrRoute
 from agi.metrics import AgiMetrics
+from agi.police_ready import PoliceReadyRoute
 from agi.queue_callback import QueueCallbackRoute
 from agi.seat import SeatRoute
 from agi.survey import SurveyRoute
@@ -38,6 +39,7 @@ from crisis.duty_calls import DutyCalls, chain_policy
 from crisis.incidents import Incidents, deadline_policy
 from crisis.monitoring import MonitorOutcomes
 from crisis.police import PoliceBridge
+from crisis.police_fallback import FallbackPoliceCalls
 from crisis.police_records import PoliceRecords
 from crisis.roster import DutyRoster
 from crisis.webhook import WebhookNotifier
@@ -115,6 +117,7 @@ class Components:
     duty_roster: DutyRoster
     duty_calls: DutyCalls
     police: PoliceBridge
+    police_fallback: FallbackPoliceCalls
     # The night attendant: live crisis keywords in a listening caller's speech.
     attendant: NightAttendant
 
@@ -136,6 +139,14 @@ def voicemail_spool_dir(settings: Settings) -> Path:
     if settings.voicemail.spool_dir is not None:
         return settings.voicemail.spool_dir
     return settings.asterisk.chroot_dir / settings.asterisk.voicemail_spool.lstrip("/")
+
+
+def police_recording_dir(settings: Settings) -> Path:
+    """Where Asterisk records police calls, as this process reaches it (the sandbox's by
+    default)."""
+    if settings.crisis.recording_local_dir is not None:
+        return settings.crisis.recording_local_dir
+    return settings.asterisk.chroot_dir / settings.crisis.recording_dir.lstrip("/")
 
 
 def build_components(settings: Settings) -> Components:
@@ -244,6 +255,9 @@ def build_components(settings: Settings) -> Components:
     fastagi.add_route("queue-callback", QueueCallbackRoute(
         requests=QueueCallbacks(sessions=sessions, clock=clock), journal=journal, clock=clock,
         routing=routing))
+    # The counsellor's police key asks first whether the call can be moved (else the
+    # dialplan brings 110 in by itself).
+    fastagi.add_route("police-ready", PoliceReadyRoute(ami_connected=lambda: ami.connected))
     # Messages callers left: the backend's copies (originals and web copies) live here.
     message_store = MessageStore(
         root=settings.voicemail.store_dir or settings.var_dir / "voicemail")
@@ -272,9 +286,16 @@ def build_components(settings: Settings) -> Components:
                            ring_seconds=settings.crisis.duty_ring_seconds, timeline=incidents)
     duty_calls.subscribe(ami)
     alerts.notifiers.append(duty_calls)  # a new crisis alert rings at once
-    police = build_police(settings, sessions=sessions, clock=clock, ami=ami,
-                          dialer=messages.dialer_ami, incidents=incidents, alerts=alerts,
-                          webhook=webhook, duty_roster=duty_roster)
+    police_records = PoliceRecords(sessions=sessions, clock=clock, incidents=incidents,
+                                   alerts=alerts, webhook=webhook,
+                                   default_site=settings.demo.site_code)
+    police = build_police(settings, clock=clock, ami=ami, dialer=messages.dialer_ami,
+                          records=police_records, duty_roster=duty_roster)
+    # Police calls the dialplan made alone while this process was unreachable.
+    police_fallback = FallbackPoliceCalls(
+        sessions=sessions, clock=clock, records=police_records, timeline=incidents,
+        folder=police_recording_dir(settings), asterisk_folder=settings.crisis.recording_dir,
+        interval_seconds=settings.crisis.fallback_scan_seconds)
     return Components(engine=engine, journal=journal, live=live, ami=ami, fastagi=fastagi,
                       tracker=tracker, roster=roster, staffing=staffing, queue_view=queue_view,
                       member_sync=member_sync, live_staffing=live_staffing, alerts=alerts,
@@ -285,7 +306,8 @@ def build_components(settings: Settings) -> Components:
                       lockouts=lockouts, voicemail=voicemail, messages=messages,
                       incidents=incidents, crisis_calls=crisis_calls,
                       deadline_watchdog=deadline_watchdog, duty_roster=duty_roster,
-                      duty_calls=duty_calls, police=police, attendant=attendant)
+                      duty_calls=duty_calls, police=police, police_fallback=police_fallback,
+                      attendant=attendant)
 
 
 def build_attendant(settings: Settings, *, sessions: async_sessionmaker[AsyncSession],
@@ -309,9 +331,8 @@ def build_attendant(settings: Settings, *, sessions: async_sessionmaker[AsyncSes
         inject_after_seconds=crisis.attendant_inject_after_seconds)
 
 
-def build_police(settings: Settings, *, sessions: async_sessionmaker[AsyncSession],
-                 clock: Clock, ami: AmiConnection, dialer: AmiConnection,
-                 incidents: Incidents, alerts: Alerts, webhook: WebhookNotifier,
+def build_police(settings: Settings, *, clock: Clock, ami: AmiConnection,
+                 dialer: AmiConnection, records: PoliceRecords,
                  duty_roster: DutyRoster) -> PoliceBridge:
     """The one-key police alert: moves calls over the backend's AMI user (Redirect), calls a
     supervisor in over the dialler's (Originate only)."""
@@ -323,8 +344,6 @@ def build_police(settings: Settings, *, sessions: async_sessionmaker[AsyncSessio
         on_duty = await duty_roster.on_duty()
         return on_duty[0].number if on_duty else ""
 
-    records = PoliceRecords(sessions=sessions, clock=clock, incidents=incidents, alerts=alerts,
-                            webhook=webhook, default_site=settings.demo.site_code)
     police = PoliceBridge(ami=ami, dialer=dialer, incidents=records, clock=clock,
                           recording_dir=settings.crisis.recording_dir,
                           supervisor_number=supervisor_number,
@@ -454,7 +473,9 @@ def create_app(settings: Settings) -> web.Application:
     async def incidents(_app: web.Application) -> AsyncIterator[None]:
         await components.crisis_calls.start()
         await components.deadline_watchdog.start()
+        await components.police_fallback.start()
         yield
+        await components.police_fallback.close()
         await components.deadline_watchdog.close()
         await components.crisis_calls.close()
         await components.police.close()

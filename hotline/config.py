@@ -309,6 +309,9 @@ class CrisisSettings(BaseModel):
     # the same directory as this process reaches it (empty: the sandbox's).
     recording_dir: str = "/var/spool/asterisk/monitor/hotline"
     recording_local_dir: Path | None = None
+    # How often that directory is read for police calls the dialplan made alone, with the
+    # backend unreachable (crisis/police_fallback.py).
+    fallback_scan_seconds: float = 5.0
     # The night attendant (crisis/attendant.py): Asterisk streams a listening caller's audio
     # over AudioSocket to this address (loopback: the protocol has no authentication) and a
     # vosk recognizer listens for crisis keywords. Its model: `attendant_model_dir`, else the

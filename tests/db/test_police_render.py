@@ -69,3 +69,19 @@ async def test_another_police_number_and_codes(engine, tmp_path):
 def test_bad_crisis_settings_are_refused(field, value):
     with pytest.raises(ValidationError):
         CrisisSettings(**{field: value})
+
+
+async def test_the_police_key_asks_the_backend_and_else_dials_110_itself(engine, tmp_path):
+    _plan, files = await _render(engine, tmp_path)
+    key = _contexts(files["extensions.conf"])["hotline-police-key"]
+    # The backend is asked first; only a ready backend gets the event (and moves the call).
+    assert key.index("/police-ready)") < key.index("UserEvent(HotlinePoliceKey,")
+    assert '"${AGISTATUS}" = "SUCCESS" & "${HOTLINE_POLICE_READY}" = "1"]?backend)' in key
+    # Otherwise 110 is dialled into this very call, through the same 110 leg (retries,
+    # the announcement for the police alone), kept whole (/n) so it can record.
+    assert "@hotline-police-dial/n,exten,hotline-police-fallback,s,1,,av(" in key
+    assert "HOTLINE_POLICE_JOIN=${BRIDGEPEER}" in key
+    fallback = _contexts(files["extensions.conf"])["hotline-police-fallback"]
+    assert ("MixMonitor(/var/spool/asterisk/monitor/hotline/${HOTLINE_POLICE_RECORDING}.wav)"
+            in fallback)
+    assert fallback.index("MixMonitor(") < fallback.index("BridgeAdd(${HOTLINE_POLICE_JOIN})")

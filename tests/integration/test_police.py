@@ -5,6 +5,7 @@ all three parties are sipp endpoints; the conference is checked over AMI."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -267,3 +268,93 @@ def test_110_busy_is_retried_and_the_duty_officer_alerted(
         backend.asterisk(f"confbridge kick {incident['conference']} all")
     assert result.ok, result.errors[-2000:]
     assert byes_received(result.messages) == 0
+
+
+def bridge_of(listing: list[dict[str, str]], prefix: str) -> str:
+    return next((item.get("BridgeId", "") for item in listing
+                 if item["Channel"].startswith(prefix) and item.get("BridgeId")), "")
+
+
+def test_with_the_backend_down_the_key_still_brings_110_into_the_call(
+        backend: Backend, counsellors: dict[str, str], workdir: Path) -> None:
+    """The backend killed while the caller talks with the counsellor: the police key dials
+    110 into the same call (no backend, no move), the call is recorded, the counsellor's
+    leg dropping leaves the caller with the police, and the backend, back, opens the
+    incident and alerts the duty officer."""
+    log = backend.carrier_log
+    before = log.read_text(errors="replace") if log.exists() else ""
+    number = caller_number()
+    # The key 8 s after answering (the backend is gone by then); the leg drops 35 s later
+    # (110 answers after the announcement they alone hear, ~10 s).
+    presses = [(key, 8000 if i == 0 else 300)
+               for i, key in enumerate(backend.settings.crisis.police_feature_code)]
+
+    def channels() -> list[dict[str, str]]:
+        return ami_list(backend, {"Action": "CoreShowChannels"}, "CoreShowChannelsComplete")
+
+    try:
+        with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
+                             presses=presses, talk_ms=35000):
+            caller = Caller(workdir, caller=number, keys="3", hold_ms=90000).start()
+            eventually(lambda: bridge_of(channels(), "PJSIP/c1001-"), timeout=40,
+                       what="the counsellor talking with the caller")
+            backend.stop(signal.SIGKILL)
+
+            def three_way() -> list[dict[str, str]] | None:
+                listing = channels()
+                bridge = bridge_of(listing, "PJSIP/c1001-")
+                members = [i for i in listing if bridge and i.get("BridgeId") == bridge]
+                return members if len(members) == 3 else None
+
+            members = eventually(three_way, timeout=30, what="110 joined the call")
+            names = sorted(m["Channel"] for m in members)
+            assert any(n.startswith("PJSIP/carrier-") for n in names), names
+            police = [n for n in names if "@hotline-police-dial" in n]
+            assert len(police) == 1 and police[0].endswith(";1"), names
+            caller_channel, linkedid = next((m["Channel"], m["Linkedid"]) for m in members
+                                            if m["Channel"].startswith("PJSIP/carrier-"))
+            far_half = police[0][:-2] + ";2"
+            # 110 answered through the carrier, after the announcement for them alone.
+            eventually(lambda: bridge_of(channels(), far_half), timeout=30,
+                       what="110 bridged to the 110 leg")
+            assert "INVITE sip:110@" in log.read_text(errors="replace")[len(before):]
+            recording = recording_file(backend, f"fallback-police-{linkedid}-c1001-{number}")
+            first = eventually(lambda: recording.exists() and recording.stat().st_size > 0 and
+                               recording.stat().st_size, timeout=10, what="the recording")
+            # MixMonitor writes in large blocks: the file grows within seconds, not at once.
+            eventually(lambda: recording.stat().st_size > first, timeout=30,
+                       what="the recording growing")
+
+            # The counsellor's leg drops: the caller and the police stay bridged.
+            seen: list[list[tuple[str, str]]] = []
+
+            def caller_with_police() -> bool:
+                listing = channels()
+                seen.append([(i["Channel"], i.get("BridgeId", "")) for i in listing])
+                caller_bridge = bridge_of(listing, caller_channel)
+                return (not any(i["Channel"].startswith("PJSIP/c1001-") for i in listing)
+                        and bridge_of(listing, police[0]) == caller_bridge != "")
+
+            try:
+                eventually(caller_with_police, timeout=40,
+                           what="the caller still with the police after the counsellor left")
+            except AssertionError as error:
+                raise AssertionError(f"{error}; channels: {seen[-2:]}") from None
+            # The backend back: the incident from the recording, the duty officer alerted.
+            backend.start()
+            incident = eventually(lambda: police_incident(backend, number), timeout=30,
+                                  what="the incident opened from the recording")
+            assert incident["packet"]["via"] == "dialplan_fallback"
+            assert incident["police_requested_by"] == "c1001"
+            assert "police.fallback" in [e["kind"] for e in incident["timeline"]]
+            _status, alerts = backend.api("/api/alerts")
+            assert any(a["kind"] == "police" and
+                       a["details"].get("incident_id") == incident["id"]
+                       for a in alerts["items"]), alerts
+            result = caller.wait(timeout=120)
+        assert result.ok, result.errors[-2000:]
+        assert byes_received(result.messages) == 0
+    finally:
+        if backend.process is None:
+            backend.start()
+        backend.asterisk("channel request hangup all")

@@ -9,8 +9,10 @@ from bench.crisis import (
     Ringing,
     Summary,
     event_of,
+    first,
     first_after,
     is_crisis_route_taken,
+    is_police_key,
     log_records,
     ringing,
 )
@@ -76,3 +78,13 @@ def test_the_police_alerts_duty_call_is_the_first_after_the_bridge() -> None:
     bridge = {"event": "POLICE BRIDGE", "timestamp": "2026-11-29T19:42:18.77Z"}
     assert first_after([crisis_key, police_key], bridge) == police_key
     assert first_after([crisis_key], bridge) is None
+
+
+def test_the_police_key_starts_at_its_first_dialplan_step() -> None:
+    start = ev(1.0, Event="Newexten", Context="hotline-police-key", Exten="police",
+               Priority="1", Application="AGI")
+    later = ev(1.01, Event="Newexten", Context="hotline-police-key", Exten="police",
+               Priority="3", Application="UserEvent")
+    high_risk = ev(1.0, Event="Newexten", Context="hotline-police-key", Exten="high-risk",
+                   Priority="1", Application="UserEvent")
+    assert first([high_risk, later, start], is_police_key) is start
