@@ -2,14 +2,14 @@
 chose the crisis option, a keyword in a voicemail or in the night attendant, a counsellor
 marked the call high-risk, the police alert) opens an incident or, when the same call or
 message already has an open one, adds to its timeline. A new incident gets its crisis
-deadline (routing/deadlines.py) and raises one crisis alert, which the duty chain rings;
-acknowledging any of its alerts starts the intervention.
+deadline (the site's own, else the deployment's; routing/deadlines.py) and raises one crisis
+alert, which the duty chain rings; acknowledging any of its alerts starts the intervention.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from hotline.alerts.services import Alerts, AlertView
 from hotline.audit import Actor, record_audit
 from hotline.clock import Clock
 from hotline.config import CrisisSettings
-from hotline.db.models import Alert, Call, Incident, IncidentEvent, IncidentState
+from hotline.db.models import Alert, Call, Incident, IncidentEvent, IncidentState, Site
 from routing.deadlines import (
     Deadline,
     DeadlineKind,
@@ -145,10 +145,11 @@ class Incidents:
                                        message_id=message_id)
             new = row is None
             if row is None:
+                policy = await self._site_policy(session, site)
                 row = Incident(site_code=site, source=source, summary=summary,
                                opened_at=now,
                                deadline_at=deadline_for(DeadlineKind.CRISIS, now,
-                                                        self.policy).due_at)
+                                                        policy).due_at)
                 session.add(row)
             # What a later signal knows better fills what is still empty.
             for name, value in (("linkedid", linkedid), ("call_id", call_id),
@@ -173,6 +174,14 @@ class Incidents:
             await self.add_event(incident_id, kind="alert.raised", summary="已发出危机警报",
                                  details={"alert_id": alert.id, "kind": alert.kind})
         return await self.get(incident_id)
+
+    async def _site_policy(self, session: AsyncSession, site: str) -> DeadlinePolicy:
+        """The deployment's promises with the site's own crisis deadline, if it set one."""
+        minutes = await session.scalar(select(Site.crisis_deadline_minutes)
+                                       .where(Site.code == site))
+        if not minutes:
+            return self.policy
+        return replace(self.policy, crisis=timedelta(minutes=minutes))
 
     @staticmethod
     async def _open_for(session: AsyncSession, *, linkedid: str | None, call_id: str | None,

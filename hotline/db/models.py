@@ -116,6 +116,9 @@ class Site(Base):
     callback_reply_hours: Mapped[int | None] = mapped_column(Integer, default=None)
     callback_max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     callback_retry_minutes: Mapped[int] = mapped_column(Integer, default=30)
+    # Crisis intervention starts within this many minutes of the first crisis signal (None:
+    # the deployment's crisis.crisis_deadline_minutes, 30 by the practices followed).
+    crisis_deadline_minutes: Mapped[int | None] = mapped_column(Integer, default=None)
 
     numbers: Mapped[list[SiteNumber]] = relationship(back_populates="site",
                                                      cascade="all, delete-orphan")

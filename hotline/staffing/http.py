@@ -278,7 +278,7 @@ async def patch_site_staffing(request: web.Request) -> web.StreamResponse:
     actor = require_role(request, "admin")
     body = await read_body(request, SiteStaffingPatch)
     # Only what was sent changes; null clears the crisis cap, the backup line, the callback
-    # caller ID and reply hours.
+    # caller ID and reply hours, and the crisis deadline (back to the default).
     changes = body.model_dump(exclude_unset=True)
     for required in ("debrief_seconds", "short_abandon_seconds", "unstaffed_alert_seconds",
                      "callback_max_attempts", "callback_retry_minutes"):

@@ -83,6 +83,9 @@ class SiteStaffingPatch(_In):
     callback_reply_hours: int | None = Field(default=None, ge=1, le=24 * 14)
     callback_max_attempts: int | None = Field(default=None, ge=1, le=10)
     callback_retry_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    # Crisis intervention deadline in minutes for this site's new incidents (null: the
+    # deployment's default, 30).
+    crisis_deadline_minutes: int | None = Field(default=None, ge=5, le=24 * 60)
 
 
 class SiteStaffingOut(BaseModel):
@@ -96,6 +99,7 @@ class SiteStaffingOut(BaseModel):
     callback_reply_hours: int | None
     callback_max_attempts: int
     callback_retry_minutes: int
+    crisis_deadline_minutes: int | None
 
 
 class RosterQuery(_In):

@@ -285,7 +285,8 @@ class Staffing:
 
     SITE_FIELDS = ("debrief_seconds", "crisis_cap_per_shift", "short_abandon_seconds",
                    "backup_number", "unstaffed_alert_seconds", "callback_caller_id",
-                   "callback_reply_hours", "callback_max_attempts", "callback_retry_minutes")
+                   "callback_reply_hours", "callback_max_attempts", "callback_retry_minutes",
+                   "crisis_deadline_minutes")
 
     async def site_settings(self, code: str) -> dict[str, Any]:
         async with self._sessions() as session:

@@ -179,6 +179,29 @@ async def test_the_deadline_warns_then_escalates_once_each(crisis: Crisis) -> No
     assert (await crisis.incidents.get(incident.id)).deadline_state == "missed"
 
 
+async def test_a_sites_own_crisis_deadline_is_its_incidents_deadline(crisis: Crisis) -> None:
+    async with session_factory(crisis.engine)() as session:
+        session.add(Site(code="default", name="默认", timezone="Asia/Shanghai",
+                         crisis_deadline_minutes=15))
+        session.add(Site(code="north", name="北区", timezone="Asia/Shanghai"))
+        await session.commit()
+    strict = await call_signal(crisis)
+    usual = await call_signal(crisis, site="north", linkedid="1764500000.8",
+                              call_id="pbx1-1764500000.8")
+    assert strict.deadline_at == T0 + timedelta(minutes=15)
+    assert usual.deadline_at == T0 + timedelta(minutes=30)
+    # Near after 80 % of its own 15 minutes (12), missed after 15; the other site still ok.
+    crisis.clock.advance(minutes=12, seconds=30)
+    await crisis.watchdog.check_once()
+    assert (await crisis.incidents.get(strict.id)).deadline_state == "near"
+    crisis.clock.advance(minutes=3)
+    await crisis.watchdog.check_once()
+    assert (await crisis.incidents.get(strict.id)).deadline_state == "missed"
+    assert (await crisis.incidents.get(usual.id)).deadline_state == "ok"
+    assert [a.kind for a in crisis.notified.alerts if a.incident_id == strict.id] == [
+        "crisis", "deadline_near", "deadline_missed"]
+
+
 async def test_an_incident_first_seen_late_escalates_without_a_warning(crisis: Crisis) -> None:
     incident = await call_signal(crisis)
     crisis.clock.advance(minutes=45)  # the watchdog was down meanwhile
