@@ -153,6 +153,10 @@ SERVICE_PROMPTS: dict[str, str] = {
     # What the conference hears when the 110 leg is busy or fails.
     "police-retrying": "110线路忙，正在重新拨打，请不要挂机。",
     "police-failed": "110没有接通，值班人员已收到警报。请继续陪伴来电者，或自行拨打110。",
+    # The same, when the dialplan dialled 110 alone (the backend unreachable: nobody alerted).
+    "police-failed-alone": (
+        "110没有接通，系统暂时无法通知值班人员。请继续陪伴来电者，并立即自行拨打110。"
+    ),
 }
 
 #: Every hotline prompt by its short name (the file is ``hotline/<name>.wav``).
@@ -170,6 +174,10 @@ HOTLINE_PROMPTS_EN: dict[str, str] = {
     "police-failed": (
         "110 could not be reached. The duty officer has been alerted. Please stay with the "
         "caller, or dial 110 yourself."
+    ),
+    "police-failed-alone": (
+        "110 could not be reached, and the system cannot alert the duty officer right now. "
+        "Please stay with the caller and dial 110 yourself at once."
     ),
     "menu": (
         "For psychological counselling, press 1. For legal help, press 2. "

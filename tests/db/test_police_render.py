@@ -82,6 +82,11 @@ async def test_the_police_key_asks_the_backend_and_else_dials_110_itself(engine,
     assert "@hotline-police-dial/n,exten,hotline-police-fallback,s,1,,av(" in key
     assert "HOTLINE_POLICE_JOIN=${BRIDGEPEER}" in key
     fallback = _contexts(files["extensions.conf"])["hotline-police-fallback"]
-    assert ("MixMonitor(/var/spool/asterisk/monitor/hotline/${HOTLINE_POLICE_RECORDING}.wav)"
+    assert ("MixMonitor(/var/spool/asterisk/monitor/hotline/${HOTLINE_POLICE_RECORDING}.wav,a)"
             in fallback)
+    # One 110 leg at a time on this path, and its failure says nobody was alerted.
+    assert "@hotline-police-alone)} > 0]?done)" in key
+    dial = _contexts(files["extensions.conf"])["hotline-police-dial"]
+    assert "Set(GROUP(hotline-police-alone)=" in dial
+    assert "(alone),Playback(hotline/police-failed-alone)" in dial
     assert fallback.index("MixMonitor(") < fallback.index("BridgeAdd(${HOTLINE_POLICE_JOIN})")

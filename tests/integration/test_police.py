@@ -358,3 +358,49 @@ def test_with_the_backend_down_the_key_still_brings_110_into_the_call(
         if backend.process is None:
             backend.start()
         backend.asterisk("channel request hangup all")
+
+
+def test_with_the_backend_down_a_busy_110_is_retried_and_a_second_press_waits(
+        backend: Backend, counsellors: dict[str, str], workdir: Path, busy_police: str) -> None:
+    """The backend killed, 110 busy: the dialplan's own 110 leg is tried as configured (2
+    attempts), the key pressed again meanwhile dials no second leg, and the caller stays
+    with the counsellor throughout."""
+    log = backend.carrier_log
+    before = log.read_text(errors="replace") if log.exists() else ""
+    number = caller_number()
+    code = backend.settings.crisis.police_feature_code
+    # The key 8 s after answering, and again 1 s later (the first 110 leg still busy/retrying).
+    presses = [(key, 8000 if i == 0 else 300) for i, key in enumerate(code)]
+    presses += [(key, 1000 if i == 0 else 300) for i, key in enumerate(code)]
+
+    def channels() -> list[dict[str, str]]:
+        return ami_list(backend, {"Action": "CoreShowChannels"}, "CoreShowChannelsComplete")
+
+    try:
+        with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
+                             presses=presses, wait_ms=60000):
+            caller = Caller(workdir, caller=number, keys="3", hold_ms=35000).start()
+            eventually(lambda: bridge_of(channels(), "PJSIP/c1001-"), timeout=40,
+                       what="the counsellor talking with the caller")
+            backend.stop(signal.SIGKILL)
+            # Both attempts made (2 INVITEs answered busy), then the leg gives up and leaves.
+            eventually(lambda: log.read_text(errors="replace")[len(before):].count(
+                f"INVITE sip:{busy_police}@") >= 2, timeout=40, what="two 110 attempts")
+            eventually(lambda: not any("@hotline-police-dial" in i["Channel"]
+                                       for i in channels()), timeout=30,
+                       what="the 110 leg given up")
+            after = log.read_text(errors="replace")[len(before):]
+            assert after.count(f"INVITE sip:{busy_police}@") == 2, "a second leg was dialled"
+            # The caller is still talking with the counsellor.
+            listing = channels()
+            caller_channel = next(i["Channel"] for i in listing
+                                  if i["Channel"].startswith("PJSIP/carrier-")
+                                  and i.get("Linkedid") == i.get("Uniqueid"))
+            assert bridge_of(listing, caller_channel) == bridge_of(listing, "PJSIP/c1001-") != ""
+            result = caller.wait(timeout=120)
+        assert result.ok, result.errors[-2000:]
+        assert byes_received(result.messages) == 0
+    finally:
+        if backend.process is None:
+            backend.start()
+        backend.asterisk("channel request hangup all")
