@@ -347,26 +347,30 @@ class PoliceBridge:
         linkedid = room_name.removeprefix(ROOM_PREFIX)
         channel = header(message, "Channel")
         room = self.rooms.get(room_name)
-        role = room.members.get(channel) if room is not None else None
-        if role == "counsellor" and room is not None and not room.counsellor_left:
+        if room is None:
+            return
+        role = room.members.pop(channel, None)
+        # Everyone else gone (110 hung up or given up, no supervisor): the caller alone.
+        alone = not room.caller_left and set(room.members) == {room.request.caller_channel}
+        if role == "counsellor" and not room.counsellor_left:
             room.counsellor_left = True
             summary = ("咨询员一方已断开" if room.caller_left
+                       else "咨询员一方已断开，来电者独自在会议中，转接值班人员" if alone
                        else "咨询员一方已断开，来电者仍在会议中，正在呼叫督导")
             await self._incidents.police_event(
                 linkedid, kind="bridge.counsellor_left", summary=summary,
                 details={"channel": channel})
-            if not room.caller_left and not room.supervisor_called:
+            # A supervisor joins the caller and the police; a caller alone is not left in
+            # an empty room while a supervisor's phone rings: the rescue below instead.
+            if not room.caller_left and not room.supervisor_called and not alone:
                 room.supervisor_called = True
                 self._spawn(self._call_supervisor(room), f"police-supervisor-{linkedid}")
-        elif role == "caller" and room is not None and not room.caller_left:
+        elif role == "caller" and not room.caller_left:
             room.caller_left = True
             await self._incidents.police_event(
                 linkedid, kind="bridge.caller_left", summary="来电者已挂断，需要回访",
                 details={"channel": channel}, callback_needed=True)
-        if room is None:
-            return
-        room.members.pop(channel, None)
-        if not room.caller_left and set(room.members) == {room.request.caller_channel}:
+        if alone:
             # Everyone else is gone (110 hung up, no supervisor answered): a person now.
             room.caller_left = True  # moved on: nothing more to do for them in this room
             self._spawn(self._rescue_caller(room), f"police-rescue-{linkedid}")

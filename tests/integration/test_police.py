@@ -404,3 +404,36 @@ def test_with_the_backend_down_a_busy_110_is_retried_and_a_second_press_waits(
         if backend.process is None:
             backend.start()
         backend.asterisk("channel request hangup all")
+
+
+def test_110_given_up_and_the_counsellor_gone_the_caller_goes_to_a_person(
+        backend: Backend, counsellors: dict[str, str], workdir: Path, busy_police: str) -> None:
+    """110 busy on both attempts, then the counsellor's leg drops: the caller, alone in the
+    room, is moved on to the site's fallback route (the duty queue, then the on-call
+    phones, which the carrier answers); never hung up, never left in an empty room."""
+    log = backend.carrier_log
+    before = log.read_text(errors="replace") if log.exists() else ""
+    number = caller_number()
+    oncall = "13800000001"  # the demo site's first on-call phone
+    presses = police_key(backend)
+    with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
+                         presses=presses, talk_ms=22000):
+        caller = Caller(workdir, caller=number, keys="3", hold_ms=60000).start()
+        incident = eventually(lambda: police_incident(backend, number), timeout=40,
+                              what="an incident with the police conference")
+        eventually(lambda: "police.gave_up" in [
+            e["kind"] for e in timeline(backend, incident["id"])], timeout=60,
+            what="110 given up")
+        events = eventually(lambda: (found := timeline(backend, incident["id"])) and any(
+            e["kind"] == "bridge.caller_alone" for e in found) and found, timeout=40,
+            what="the caller alone in the room moved on")
+        kinds = [e["kind"] for e in events]
+        assert kinds.index("bridge.counsellor_left") < kinds.index("bridge.caller_alone")
+        assert "supervisor.called" not in kinds, kinds
+        [alone] = [e for e in events if e["kind"] == "bridge.caller_alone"]
+        assert alone["details"]["moved"] is True, alone
+        eventually(lambda: f"INVITE sip:{oncall}@" in log.read_text(
+            errors="replace")[len(before):], timeout=40, what="the on-call phone rung")
+        result = caller.wait(timeout=120)
+    assert result.ok, result.errors[-2000:]
+    assert byes_received(result.messages) == 0

@@ -169,6 +169,23 @@ async def test_a_caller_left_alone_goes_to_a_person_and_one_who_hangs_up_is_flag
     assert incidents2.events == [(LINKEDID, "bridge.caller_left", True)]
 
 
+async def test_110_gone_then_the_counsellor_drops_the_caller_goes_to_a_person_at_once() -> None:
+    ami, dialer, incidents = FakeAmi(), FakeAmi(), FakeIncidents()
+    police = bridge(ami, dialer, incidents)
+    await started(police)
+    await police.on_join(Message({"Conference": ROOM, "Channel": "Local/x;1"}))
+    await police.on_leave(Message({"Conference": ROOM, "Channel": "Local/x;1"}))  # gave up
+    await police.on_leave(Message({"Conference": ROOM, "Channel": COUNSELLOR}))
+    await settle(police)
+    # No supervisor rung into an empty room: the caller is moved to the fallback route.
+    assert dialer.actions == []
+    rescue = ami.actions[-1]
+    assert (rescue["Action"], rescue["Channel"], rescue["Context"]) == (
+        "Redirect", CALLER, "hotline-fallback")
+    kinds = [kind for _linkedid, kind, _flag in incidents.events]
+    assert kinds == ["bridge.counsellor_left", "bridge.caller_alone"]
+
+
 async def test_the_110_legs_steps_reach_the_timeline() -> None:
     incidents = FakeIncidents()
     police = bridge(FakeAmi(), FakeAmi(), incidents)
