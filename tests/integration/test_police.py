@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +63,11 @@ def ami_list(backend: Backend, action: dict[str, str], complete: str) -> list[di
                 items.append(fields)
 
 
-def police_key(backend: Backend) -> list[tuple[str, int]]:
-    """The counsellor's softphone presses the police feature code 4 s after answering."""
+def police_key(backend: Backend, after_ms: int = 4000) -> list[tuple[str, int]]:
+    """The counsellor's softphone presses the police feature code `after_ms` after
+    answering (or after its previous keys)."""
     code = backend.settings.crisis.police_feature_code
-    return [(key, 4000 if i == 0 else 300) for i, key in enumerate(code)]
+    return [(key, after_ms if i == 0 else 300) for i, key in enumerate(code)]
 
 
 def police_incident(backend: Backend, number: str) -> dict[str, Any] | None:
@@ -275,6 +278,31 @@ def bridge_of(listing: list[dict[str, str]], prefix: str) -> str:
                  if item["Channel"].startswith(prefix) and item.get("BridgeId")), "")
 
 
+def channels(backend: Backend) -> list[dict[str, str]]:
+    return ami_list(backend, {"Action": "CoreShowChannels"}, "CoreShowChannelsComplete")
+
+
+@contextmanager
+def backend_killed_mid_call(backend: Backend, workdir: Path, counsellors: dict[str, str], *,
+                            number: str, presses: list[tuple[str, int]], hold_ms: int,
+                            **phone: int) -> Iterator[Caller]:
+    """A crisis caller talking with c1001, then the backend SIGKILLed before the key is
+    pressed: yields the running caller; afterwards the backend is started again and every
+    channel left is hung up."""
+    try:
+        with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
+                             presses=presses, **phone):
+            caller = Caller(workdir, caller=number, keys="3", hold_ms=hold_ms).start()
+            eventually(lambda: bridge_of(channels(backend), "PJSIP/c1001-"), timeout=40,
+                       what="the counsellor talking with the caller")
+            backend.stop(signal.SIGKILL)
+            yield caller
+    finally:
+        if backend.process is None:
+            backend.start()
+        backend.asterisk("channel request hangup all")
+
+
 def test_with_the_backend_down_the_key_still_brings_110_into_the_call(
         backend: Backend, counsellors: dict[str, str], workdir: Path) -> None:
     """The backend killed while the caller talks with the counsellor: the police key dials
@@ -286,78 +314,64 @@ def test_with_the_backend_down_the_key_still_brings_110_into_the_call(
     number = caller_number()
     # The key 8 s after answering (the backend is gone by then); the leg drops 35 s later
     # (110 answers after the announcement they alone hear, ~10 s).
-    presses = [(key, 8000 if i == 0 else 300)
-               for i, key in enumerate(backend.settings.crisis.police_feature_code)]
+    with backend_killed_mid_call(backend, workdir, counsellors, number=number,
+                                 presses=police_key(backend, 8000), hold_ms=90000,
+                                 talk_ms=35000) as caller:
 
-    def channels() -> list[dict[str, str]]:
-        return ami_list(backend, {"Action": "CoreShowChannels"}, "CoreShowChannelsComplete")
+        def three_way() -> list[dict[str, str]] | None:
+            listing = channels(backend)
+            bridge = bridge_of(listing, "PJSIP/c1001-")
+            members = [i for i in listing if bridge and i.get("BridgeId") == bridge]
+            return members if len(members) == 3 else None
 
-    try:
-        with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
-                             presses=presses, talk_ms=35000):
-            caller = Caller(workdir, caller=number, keys="3", hold_ms=90000).start()
-            eventually(lambda: bridge_of(channels(), "PJSIP/c1001-"), timeout=40,
-                       what="the counsellor talking with the caller")
-            backend.stop(signal.SIGKILL)
+        members = eventually(three_way, timeout=30, what="110 joined the call")
+        names = sorted(m["Channel"] for m in members)
+        assert any(n.startswith("PJSIP/carrier-") for n in names), names
+        police = [n for n in names if "@hotline-police-dial" in n]
+        assert len(police) == 1 and police[0].endswith(";1"), names
+        caller_channel, linkedid = next((m["Channel"], m["Linkedid"]) for m in members
+                                        if m["Channel"].startswith("PJSIP/carrier-"))
+        far_half = police[0][:-2] + ";2"
+        # 110 answered through the carrier, after the announcement for them alone.
+        eventually(lambda: bridge_of(channels(backend), far_half), timeout=30,
+                   what="110 bridged to the 110 leg")
+        assert "INVITE sip:110@" in log.read_text(errors="replace")[len(before):]
+        recording = recording_file(backend, f"fallback-police-{linkedid}-c1001-{number}")
+        first = eventually(lambda: recording.exists() and recording.stat().st_size > 0 and
+                           recording.stat().st_size, timeout=10, what="the recording")
+        # MixMonitor writes in large blocks: the file grows within seconds, not at once.
+        eventually(lambda: recording.stat().st_size > first, timeout=30,
+                   what="the recording growing")
 
-            def three_way() -> list[dict[str, str]] | None:
-                listing = channels()
-                bridge = bridge_of(listing, "PJSIP/c1001-")
-                members = [i for i in listing if bridge and i.get("BridgeId") == bridge]
-                return members if len(members) == 3 else None
+        # The counsellor's leg drops: the caller and the police stay bridged.
+        seen: list[list[tuple[str, str]]] = []
 
-            members = eventually(three_way, timeout=30, what="110 joined the call")
-            names = sorted(m["Channel"] for m in members)
-            assert any(n.startswith("PJSIP/carrier-") for n in names), names
-            police = [n for n in names if "@hotline-police-dial" in n]
-            assert len(police) == 1 and police[0].endswith(";1"), names
-            caller_channel, linkedid = next((m["Channel"], m["Linkedid"]) for m in members
-                                            if m["Channel"].startswith("PJSIP/carrier-"))
-            far_half = police[0][:-2] + ";2"
-            # 110 answered through the carrier, after the announcement for them alone.
-            eventually(lambda: bridge_of(channels(), far_half), timeout=30,
-                       what="110 bridged to the 110 leg")
-            assert "INVITE sip:110@" in log.read_text(errors="replace")[len(before):]
-            recording = recording_file(backend, f"fallback-police-{linkedid}-c1001-{number}")
-            first = eventually(lambda: recording.exists() and recording.stat().st_size > 0 and
-                               recording.stat().st_size, timeout=10, what="the recording")
-            # MixMonitor writes in large blocks: the file grows within seconds, not at once.
-            eventually(lambda: recording.stat().st_size > first, timeout=30,
-                       what="the recording growing")
+        def caller_with_police() -> bool:
+            listing = channels(backend)
+            seen.append([(i["Channel"], i.get("BridgeId", "")) for i in listing])
+            caller_bridge = bridge_of(listing, caller_channel)
+            return (not any(i["Channel"].startswith("PJSIP/c1001-") for i in listing)
+                    and bridge_of(listing, police[0]) == caller_bridge != "")
 
-            # The counsellor's leg drops: the caller and the police stay bridged.
-            seen: list[list[tuple[str, str]]] = []
-
-            def caller_with_police() -> bool:
-                listing = channels()
-                seen.append([(i["Channel"], i.get("BridgeId", "")) for i in listing])
-                caller_bridge = bridge_of(listing, caller_channel)
-                return (not any(i["Channel"].startswith("PJSIP/c1001-") for i in listing)
-                        and bridge_of(listing, police[0]) == caller_bridge != "")
-
-            try:
-                eventually(caller_with_police, timeout=40,
-                           what="the caller still with the police after the counsellor left")
-            except AssertionError as error:
-                raise AssertionError(f"{error}; channels: {seen[-2:]}") from None
-            # The backend back: the incident from the recording, the duty officer alerted.
-            backend.start()
-            incident = eventually(lambda: police_incident(backend, number), timeout=30,
-                                  what="the incident opened from the recording")
-            assert incident["packet"]["via"] == "dialplan_fallback"
-            assert incident["police_requested_by"] == "c1001"
-            assert "police.fallback" in [e["kind"] for e in incident["timeline"]]
-            _status, alerts = backend.api("/api/alerts")
-            assert any(a["kind"] == "police" and
-                       a["details"].get("incident_id") == incident["id"]
-                       for a in alerts["items"]), alerts
-            result = caller.wait(timeout=120)
-        assert result.ok, result.errors[-2000:]
-        assert byes_received(result.messages) == 0
-    finally:
-        if backend.process is None:
-            backend.start()
-        backend.asterisk("channel request hangup all")
+        try:
+            eventually(caller_with_police, timeout=40,
+                       what="the caller still with the police after the counsellor left")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; channels: {seen[-2:]}") from None
+        # The backend back: the incident from the recording, the duty officer alerted.
+        backend.start()
+        incident = eventually(lambda: police_incident(backend, number), timeout=30,
+                              what="the incident opened from the recording")
+        assert incident["packet"]["via"] == "dialplan_fallback"
+        assert incident["police_requested_by"] == "c1001"
+        assert "police.fallback" in [e["kind"] for e in incident["timeline"]]
+        _status, alerts = backend.api("/api/alerts")
+        assert any(a["kind"] == "police" and
+                   a["details"].get("incident_id") == incident["id"]
+                   for a in alerts["items"]), alerts
+        result = caller.wait(timeout=120)
+    assert result.ok, result.errors[-2000:]
+    assert byes_received(result.messages) == 0
 
 
 def test_with_the_backend_down_a_busy_110_is_retried_and_a_second_press_waits(
@@ -368,43 +382,28 @@ def test_with_the_backend_down_a_busy_110_is_retried_and_a_second_press_waits(
     log = backend.carrier_log
     before = log.read_text(errors="replace") if log.exists() else ""
     number = caller_number()
-    code = backend.settings.crisis.police_feature_code
     # The key 8 s after answering, and again 1 s later (the first 110 leg still busy/retrying).
-    presses = [(key, 8000 if i == 0 else 300) for i, key in enumerate(code)]
-    presses += [(key, 1000 if i == 0 else 300) for i, key in enumerate(code)]
-
-    def channels() -> list[dict[str, str]]:
-        return ami_list(backend, {"Action": "CoreShowChannels"}, "CoreShowChannelsComplete")
-
-    try:
-        with keyed_softphone(workdir, user="c1001", password=counsellors["c1001"],
-                             presses=presses, wait_ms=60000):
-            caller = Caller(workdir, caller=number, keys="3", hold_ms=35000).start()
-            eventually(lambda: bridge_of(channels(), "PJSIP/c1001-"), timeout=40,
-                       what="the counsellor talking with the caller")
-            backend.stop(signal.SIGKILL)
-            # Both attempts made (2 INVITEs answered busy), then the leg gives up and leaves.
-            eventually(lambda: log.read_text(errors="replace")[len(before):].count(
-                f"INVITE sip:{busy_police}@") >= 2, timeout=40, what="two 110 attempts")
-            eventually(lambda: not any("@hotline-police-dial" in i["Channel"]
-                                       for i in channels()), timeout=30,
-                       what="the 110 leg given up")
-            after = log.read_text(errors="replace")[len(before):]
-            assert after.count(f"INVITE sip:{busy_police}@") == 2, "a second leg was dialled"
-            # The caller (the call's first channel) is still talking with the counsellor.
-            listing = channels()
-            counsellor = next(i for i in listing if i["Channel"].startswith("PJSIP/c1001-"))
-            with_counsellor = [i for i in listing if counsellor.get("BridgeId")
-                               and i.get("BridgeId") == counsellor["BridgeId"]]
-            assert [i["Uniqueid"] for i in with_counsellor if i is not counsellor] == [
-                counsellor["Linkedid"]], listing
-            result = caller.wait(timeout=120)
-        assert result.ok, result.errors[-2000:]
-        assert byes_received(result.messages) == 0
-    finally:
-        if backend.process is None:
-            backend.start()
-        backend.asterisk("channel request hangup all")
+    presses = police_key(backend, 8000) + police_key(backend, 1000)
+    with backend_killed_mid_call(backend, workdir, counsellors, number=number,
+                                 presses=presses, hold_ms=35000, wait_ms=60000) as caller:
+        # Both attempts made (2 INVITEs answered busy), then the leg gives up and leaves.
+        eventually(lambda: log.read_text(errors="replace")[len(before):].count(
+            f"INVITE sip:{busy_police}@") >= 2, timeout=40, what="two 110 attempts")
+        eventually(lambda: not any("@hotline-police-dial" in i["Channel"]
+                                   for i in channels(backend)), timeout=30,
+                   what="the 110 leg given up")
+        after = log.read_text(errors="replace")[len(before):]
+        assert after.count(f"INVITE sip:{busy_police}@") == 2, "a second leg was dialled"
+        # The caller (the call's first channel) is still talking with the counsellor.
+        listing = channels(backend)
+        counsellor = next(i for i in listing if i["Channel"].startswith("PJSIP/c1001-"))
+        with_counsellor = [i for i in listing if counsellor.get("BridgeId")
+                           and i.get("BridgeId") == counsellor["BridgeId"]]
+        assert [i["Uniqueid"] for i in with_counsellor if i is not counsellor] == [
+            counsellor["Linkedid"]], listing
+        result = caller.wait(timeout=120)
+    assert result.ok, result.errors[-2000:]
+    assert byes_received(result.messages) == 0
 
 
 def test_110_given_up_and_the_counsellor_gone_the_caller_goes_to_a_person(
