@@ -91,12 +91,15 @@ class FallbackPoliceCalls:
                 await self.scan_once()
             except (SQLAlchemyError, OSError) as error:
                 log.warning("fallback police recordings not checked", error=repr(error))
+            except Exception:  # one bad pass must not end the watch: the next one retries
+                log.exception("fallback police recordings scan failed")
             await asyncio.sleep(self._interval)
 
     async def scan_once(self) -> list[int]:
         """Adopt every fallback recording that has no incident yet; the new incidents' ids."""
         try:
-            names = sorted(entry.name for entry in self._folder.iterdir())
+            # Off the event loop: the folder keeps every police recording ever made.
+            names = await asyncio.to_thread(self._candidate_names)
         except FileNotFoundError:
             return []
         opened: list[int] = []
@@ -111,6 +114,10 @@ class FallbackPoliceCalls:
             if incident_id is not None:
                 opened.append(incident_id)
         return opened
+
+    def _candidate_names(self) -> list[str]:
+        return sorted(entry.name for entry in self._folder.iterdir()
+                      if entry.name.startswith("fallback-police-"))
 
     async def _adopt(self, recording: FallbackRecording) -> int | None:
         room = room_for(recording.linkedid)
